@@ -1,0 +1,21 @@
+"""Errors that explain themselves: what went wrong, where, and what to do."""
+
+
+class FewshotMemError(Exception):
+    """Base of every error fewshot-mem raises on bad input; the CLI prints its message."""
+
+
+class DataNotFoundError(FewshotMemError):
+    """No data set where we looked, and none could be downloaded."""
+
+
+class DataCorruptError(FewshotMemError):
+    """A data set is there but incomplete or damaged."""
+
+
+class DownloadError(FewshotMemError):
+    """A download failed or did not match its checksum; nothing was kept."""
+
+
+class CacheError(FewshotMemError):
+    """A cache could not be written where it belongs."""
