@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -214,9 +215,9 @@ class _Index:
     members: list[list[str]] = field(default_factory=list)  # per character, drawers 01..20
 
 
-def index_members(sources: dict[str, Source], expected_alphabets=EXPECTED_ALPHABETS,
-                  expected_characters=EXPECTED_CHARACTERS, drawers: int = DRAWERS) -> _Index:
-    """Validates the layout of every part and orders it canonically."""
+def index_members(sources: dict[str, Source]) -> _Index:
+    """Validates the layout of every part against the official counts and orders it canonically."""
+    expected_alphabets, expected_characters, drawers = EXPECTED_ALPHABETS, EXPECTED_CHARACTERS, DRAWERS
     index = _Index()
     for part in PARTS:
         table: dict[tuple[str, int], dict[int, tuple[int, str]]] = {}
@@ -390,9 +391,12 @@ def load_omniglot(data_root: str | Path | None = None, *, download: bool = True,
     if missing:
         if not download:
             raise DataNotFoundError(missing_data_message(root, searched, "Downloading was turned off."))
+        created = not (root / "omniglot").exists()
         try:
             sources.update(download_official(root, missing, url_base, checksums, progress))
         except DownloadError as error:
+            if created:  # leave the data root as we found it
+                shutil.rmtree(root / "omniglot", ignore_errors=True)
             raise DataNotFoundError(missing_data_message(root, searched, f"Downloading failed: {error}")) from error
     cache_dir = root / "omniglot" / "cache" / f"omniglot-v{CACHE_VERSION}"
     fingerprint = _source_fingerprint(sources)
