@@ -1,0 +1,95 @@
+"""The Differentiable Neural Computer of Graves et al. (2016), "Hybrid computing using a
+neural network with dynamic external memory", Nature 538: one write head with dynamic
+allocation, R read heads with content and temporal-link (forward/backward) modes."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..memory import addressing, dnc as dnc_memory
+from .encoders import build_encoder
+from .learner import SequenceLearner, State, TaskSpec
+
+_MEMORY_INIT = 1e-6  # a non-zero memory keeps cosine similarities defined at t = 1
+
+
+class DNC(SequenceLearner):
+    """An LSTM controller emitting the DNC interface vector at each step.
+
+    Interface per step (paper, Methods): read keys k^r (R×W) and strengths β^r
+    (R), write key k^w (W) and strength β^w, erase e (W), write vector v (W),
+    free gates f (R), allocation gate g^a, write gate g^w and read modes π
+    (R×3: backward, content, forward). Writes use M_{t−1} and the usage-based
+    allocation; reads use M_t and the temporal link matrix L_t.
+
+    Args:
+        task: ways, label encoding and image shape.
+        controller_size: LSTM units (256, the paper's bAbI controller).
+        memory_slots: N (128).
+        memory_width: W (40, Santoro et al.'s width, so the memory models compare at one size).
+        read_heads: R (4).
+        image_encoder: how images become features ("flatten": raw pixels).
+    """
+
+    def __init__(self, task: TaskSpec, controller_size: int = 256, memory_slots: int = 128,
+                 memory_width: int = 40, read_heads: int = 4, image_encoder: str = "flatten") -> None:
+        super().__init__(task)
+        self.memory_slots, self.memory_width, self.read_heads = memory_slots, memory_width, read_heads
+        self.controller_size = controller_size
+        self.encoder = build_encoder(image_encoder, task.image_shape)
+        self.controller = nn.LSTMCell(self.encoder.output_size + task.code_size + read_heads * memory_width,
+                                      controller_size)
+        w, r = memory_width, read_heads
+        self.interface_sizes = (r * w, r, w, 1, w, w, r, 1, 1, 3 * r)
+        self.interface = nn.Linear(controller_size, sum(self.interface_sizes))
+        self.readout = nn.Linear(controller_size + r * w, task.output_size)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encoder(images)
+
+    def initial_state(self, batch_size: int, reference: torch.Tensor) -> State:
+        b, n, r, w = batch_size, self.memory_slots, self.read_heads, self.memory_width
+        zeros = reference.new_zeros
+        return (zeros(b, self.controller_size),  # controller hidden (B, C)
+                zeros(b, self.controller_size),  # controller cell (B, C)
+                reference.new_full((b, n, w), _MEMORY_INIT),  # memory M (B, N, W)
+                zeros(b, r, n),  # read weights (B, R, N)
+                zeros(b, n),  # write weights (B, N)
+                zeros(b, n),  # usage u (B, N)
+                zeros(b, n),  # precedence p (B, N)
+                zeros(b, n, n),  # temporal links L (B, N, N)
+                zeros(b, r * w))  # read vectors (B, R·W)
+
+    def _interface(self, hidden: torch.Tensor):
+        b, r, w = hidden.shape[0], self.read_heads, self.memory_width
+        (read_keys, read_strengths, write_key, write_strength, erase, write_vector,
+         free_gates, allocation_gate, write_gate, read_modes) = self.interface(hidden).split(self.interface_sizes, -1)
+        return (read_keys.view(b, r, w), 1 + F.softplus(read_strengths), write_key.view(b, 1, w),
+                1 + F.softplus(write_strength), torch.sigmoid(erase).view(b, 1, w), write_vector.view(b, 1, w),
+                torch.sigmoid(free_gates), torch.sigmoid(allocation_gate)[:, 0], torch.sigmoid(write_gate)[:, 0],
+                torch.softmax(read_modes.view(b, r, 3), dim=-1))
+
+    def step(self, features: torch.Tensor, previous_code: torch.Tensor, state: State
+             ) -> tuple[torch.Tensor, State]:
+        hidden, cell, memory, read_w, write_w, usage, precedence, link, reads = state
+        hidden, cell = self.controller(torch.cat([features, previous_code, reads], dim=-1), (hidden, cell))
+        (read_keys, read_strengths, write_key, write_strength, erase, write_vector,
+         free_gates, allocation_gate, write_gate, read_modes) = self._interface(hidden)
+
+        retention = dnc_memory.retention(free_gates, read_w)  # (B, N)
+        usage = dnc_memory.update_usage(usage, write_w, retention)  # (B, N)
+        allocation = dnc_memory.allocation_weights(usage)  # (B, N)
+        write_content = addressing.content_weights(memory, write_key, write_strength)[:, 0]  # (B, N)
+        write_w = dnc_memory.write_weights(write_content, allocation, allocation_gate, write_gate)  # (B, N)
+        memory = addressing.erase_and_add(memory, write_w[:, None], erase, write_vector)
+
+        link = dnc_memory.update_link(link, precedence, write_w)  # (B, N, N)
+        precedence = dnc_memory.update_precedence(precedence, write_w)  # (B, N)
+        forward, backward = dnc_memory.directional_weights(link, read_w)  # (B, R, N) each
+        read_content = addressing.content_weights(memory, read_keys, read_strengths)  # (B, R, N)
+        read_w = dnc_memory.read_weights(read_content, forward, backward, read_modes)  # (B, R, N)
+        reads = addressing.read(memory, read_w).flatten(1)  # (B, R·W)
+        output = self.readout(torch.cat([hidden, reads], dim=-1))
+        return output, (hidden, cell, memory, read_w, write_w, usage, precedence, link, reads)

@@ -1,0 +1,149 @@
+"""The one learner interface that every model family implements.
+
+A learner answers both protocols:
+
+* :meth:`Learner.online_logits` (Santoro et al. 2016): for a batch of
+  label-offset sequences, the scores for y_t given x_1..x_t and y_1..y_{t-1};
+* :meth:`Learner.episodic_logits`: for N-way K-shot episodes, the scores of
+  each query given the labelled support set.
+
+Sequence models get both from one recurrent ``step`` (:class:`SequenceLearner`);
+metric and gradient learners implement the episodic protocol natively and
+take part in the online one by adapting on the labelled prefix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.episodes import STRING_LENGTH, STRING_SYMBOLS, EpisodeBatch, SequenceBatch
+
+Protocol = Literal["online", "episodic"]
+State = tuple[torch.Tensor, ...]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a learner is built for: N ways, the label encoding and the image shape."""
+
+    ways: int
+    label_encoding: Literal["one-hot", "string"] = "one-hot"
+    image_shape: tuple[int, int, int] = (1, 20, 20)  # (channels, H, W)
+
+    @property
+    def code_size(self) -> int:
+        """Size of an encoded label fed back to sequence models."""
+        return self.ways if self.label_encoding == "one-hot" else STRING_LENGTH * STRING_SYMBOLS
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """Scores per prediction: N classes, or five 5-way characters."""
+        return (self.ways,) if self.label_encoding == "one-hot" else (STRING_LENGTH, STRING_SYMBOLS)
+
+    @property
+    def output_size(self) -> int:
+        return self.code_size
+
+
+def images_to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (ink = 255) to float in [0, 1]."""
+    return images.float().div_(255) if images.dtype == torch.uint8 else images
+
+
+def classification_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of (..., K) scores against (...) targets; for string labels
+    the five characters of a label are five 5-way predictions."""
+    return F.cross_entropy(logits.flatten(0, -2), targets.flatten())
+
+
+class Learner(nn.Module):
+    """Base class of every model family, built-in or plug-in.
+
+    Subclasses set ``native_protocol`` (what their paper trains on) and
+    implement :meth:`online_logits` and :meth:`episodic_logits`. The loss is the
+    cross-entropy of those scores unless a subclass knows better.
+    """
+
+    native_protocol: ClassVar[Protocol] = "online"
+
+    def __init__(self, task: TaskSpec) -> None:
+        super().__init__()
+        self.task = task
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating dtype of the parameters, which inputs are cast to."""
+        return next((p.dtype for p in self.parameters() if p.is_floating_point()), torch.float32)
+
+    def online_logits(self, batch: SequenceBatch) -> torch.Tensor:
+        """(B, T, *task.output_shape) scores for each step's label."""
+        raise NotImplementedError
+
+    def episodic_logits(self, batch: EpisodeBatch) -> torch.Tensor:
+        """(B, N·Q, N) scores for each query."""
+        raise NotImplementedError
+
+    def loss(self, batch: SequenceBatch | EpisodeBatch) -> torch.Tensor:
+        if isinstance(batch, SequenceBatch):
+            return classification_loss(self.online_logits(batch), batch.targets)
+        return classification_loss(self.episodic_logits(batch), batch.query_labels)
+
+
+class SequenceLearner(Learner):
+    """A recurrent learner: both protocols from one ``step`` over encoded inputs.
+
+    Subclasses provide ``encode`` (images -> features, applied to whole
+    sequences at once), ``initial_state`` and ``step``. The episodic protocol
+    reads the support set as a label-offset sequence, then answers every query
+    from the same post-support state, in parallel: a query sees the last
+    support label (still owed by the offset) and never another query.
+    """
+
+    native_protocol: ClassVar[Protocol] = "online"
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, T, c, H, W) uint8 -> (B, T, F) features."""
+        raise NotImplementedError
+
+    def initial_state(self, batch_size: int, reference: torch.Tensor) -> State:
+        """The state before the first step, on ``reference``'s device and dtype."""
+        raise NotImplementedError
+
+    def step(self, features: torch.Tensor, previous_code: torch.Tensor, state: State
+             ) -> tuple[torch.Tensor, State]:
+        """One time step: (B, F) features and (B, D) code of y_{t-1} -> (B, output_size) scores."""
+        raise NotImplementedError
+
+    def run(self, features: torch.Tensor, previous_codes: torch.Tensor, state: State
+            ) -> tuple[torch.Tensor, State]:
+        """Steps through (B, T, F) features; returns (B, T, output_size) scores and the last state."""
+        outputs = []
+        for t in range(features.shape[1]):
+            output, state = self.step(features[:, t], previous_codes[:, t], state)
+            outputs.append(output)
+        return torch.stack(outputs, dim=1), state
+
+    def online_logits(self, batch: SequenceBatch) -> torch.Tensor:
+        features = self.encode(batch.images).to(self.dtype)
+        state = self.initial_state(features.shape[0], features)
+        scores, _ = self.run(features, batch.previous_codes.to(features.dtype), state)
+        return scores.view(*scores.shape[:2], *self.task.output_shape)
+
+    def episodic_logits(self, batch: EpisodeBatch) -> torch.Tensor:
+        if self.task.label_encoding != "one-hot":
+            raise ValueError("the episodic protocol uses one-hot labels; build the learner for them")
+        support = self.encode(batch.support_images).to(self.dtype)  # (B, S, F)
+        codes = F.one_hot(batch.support_labels, self.task.code_size).to(support.dtype)  # (B, S, D)
+        offset = torch.cat([torch.zeros_like(codes[:, :1]), codes[:, :-1]], dim=1)
+        _, state = self.run(support, offset, self.initial_state(support.shape[0], support))
+        queries = self.encode(batch.query_images).to(self.dtype)  # (B, Q, F)
+        b, q = queries.shape[:2]
+        state = tuple(s.repeat_interleave(q, dim=0) for s in state)  # (B·Q, ...)
+        last_code = codes[:, -1].repeat_interleave(q, dim=0)  # (B·Q, D)
+        scores, _ = self.step(queries.flatten(0, 1), last_code, state)
+        return scores.view(b, q, self.task.ways)

@@ -1,0 +1,94 @@
+"""MANN: the memory-augmented neural network of Santoro et al. (2016),
+"Meta-learning with memory-augmented neural networks", ICML, with least-recently-used
+access (LRUA)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..memory import addressing, lru
+from .encoders import build_encoder
+from .learner import SequenceLearner, State, TaskSpec
+
+_MEMORY_INIT = 1e-6  # a non-zero memory keeps cosine similarities defined at t = 1
+
+
+class MANN(SequenceLearner):
+    """An LSTM (or feedforward) controller with an external memory written by LRU access.
+
+    At each step the controller reads [x_t, y_{t-1}, r_{t-1}] and emits one key
+    k_t and one write gate α_t per head. Writes go to the previously read or
+    the previously least-used slots (w^w = σ(α) w^r_{t-1} + (1 − σ(α)) w^lu_{t-1})
+    and add the key there, after the least-used slot has been zeroed; reads are
+    a softmax of cosine similarity to the keys. The output reads the controller
+    state and the read vectors.
+
+    Args (defaults are the paper's Omniglot settings):
+        task: ways, label encoding and image shape.
+        controller_size: LSTM units (200).
+        memory_slots: N, memory rows (128).
+        memory_width: W, row size (40).
+        read_heads: R, read heads, each paired with a write (4).
+        usage_decay: γ in w^u_t = γ w^u_{t-1} + w^r_t + w^w_t (0.95).
+        controller: "lstm" or "feedforward".
+        image_encoder: how images become features ("flatten": raw pixels).
+    """
+
+    def __init__(self, task: TaskSpec, controller_size: int = 200, memory_slots: int = 128,
+                 memory_width: int = 40, read_heads: int = 4, usage_decay: float = 0.95,
+                 controller: str = "lstm", image_encoder: str = "flatten") -> None:
+        super().__init__(task)
+        if controller not in ("lstm", "feedforward"):
+            raise ValueError(f"unknown controller {controller!r}: use 'lstm' or 'feedforward'")
+        self.memory_slots, self.memory_width = memory_slots, memory_width
+        self.read_heads, self.usage_decay = read_heads, usage_decay
+        self.controller_kind = controller
+        self.encoder = build_encoder(image_encoder, task.image_shape)
+        inputs = self.encoder.output_size + task.code_size + read_heads * memory_width
+        if controller == "lstm":
+            self.controller = nn.LSTMCell(inputs, controller_size)
+        else:
+            self.controller = nn.Sequential(nn.Linear(inputs, controller_size), nn.ReLU())
+        self.controller_size = controller_size
+        # All heads' keys and gates in one projection: (H·W keys, H gates).
+        self.interface = nn.Linear(controller_size, read_heads * (memory_width + 1))
+        self.readout = nn.Linear(controller_size + read_heads * memory_width, task.output_size)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encoder(images)
+
+    def initial_state(self, batch_size: int, reference: torch.Tensor) -> State:
+        b, n, w, h = batch_size, self.memory_slots, self.memory_width, self.read_heads
+        zeros = reference.new_zeros
+        least_used = zeros(b, n)
+        least_used[:, :h] = 1.0  # any n = R slots are equally unused at the start
+        return (zeros(b, self.controller_size),  # controller hidden (B, C)
+                zeros(b, self.controller_size),  # controller cell (B, C)
+                reference.new_full((b, n, w), _MEMORY_INIT),  # memory M (B, N, W)
+                zeros(b, h, n),  # read weights w^r (B, R, N)
+                zeros(b, n),  # usage w^u (B, N)
+                least_used,  # least-used weights w^lu (B, N)
+                zeros(b, h * w))  # read vectors r (B, R·W)
+
+    def step(self, features: torch.Tensor, previous_code: torch.Tensor, state: State
+             ) -> tuple[torch.Tensor, State]:
+        hidden, cell, memory, read_w, usage, least_used, reads = state
+        inputs = torch.cat([features, previous_code, reads], dim=-1)
+        if self.controller_kind == "lstm":
+            hidden, cell = self.controller(inputs, (hidden, cell))
+        else:
+            hidden = self.controller(inputs)
+        b, h, w = hidden.shape[0], self.read_heads, self.memory_width
+        interface = self.interface(hidden)
+        keys = torch.tanh(interface[:, : h * w]).view(b, h, w)  # (B, R, W)
+        gates = interface[:, h * w :]  # (B, R) write-gate logits α
+        write_w = lru.lru_write_weights(read_w, least_used, gates)  # (B, R, N)
+        memory = lru.zero_least_used(memory, usage)
+        memory = addressing.add_write(memory, write_w, keys)
+        read_w = addressing.content_weights(memory, keys, torch.ones_like(gates))  # Santoro: no key strength
+        reads = addressing.read(memory, read_w).flatten(1)  # (B, R·W)
+        usage = lru.update_usage(usage, read_w, write_w, self.usage_decay)
+        least_used = lru.least_used_weights(usage, h)
+        output = self.readout(torch.cat([hidden, reads], dim=-1))
+        return output, (hidden, cell, memory, read_w, usage, least_used, reads)

@@ -1,0 +1,102 @@
+"""The Neural Turing Machine of Graves, Wayne & Danihelka (2014), "Neural Turing Machines",
+arXiv:1410.5401: content and location addressing, erase-and-add writes."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..memory import addressing
+from .encoders import build_encoder
+from .learner import SequenceLearner, State, TaskSpec
+
+_MEMORY_INIT = 1e-6  # a non-zero memory keeps cosine similarities defined at t = 1
+
+
+class NTM(SequenceLearner):
+    """A controller with R read heads and one write head over an N×W memory.
+
+    Every head (reads and the write together, in one batched call) addresses
+    memory by content (key k, strength β), interpolates with its previous
+    weights (gate g), shifts them by a circular convolution (distribution s
+    over −1, 0, +1) and sharpens them (γ ≥ 1). Reads see M_{t−1}; the write
+    head then erases (e) and adds (a). The output reads the controller state
+    and the read vectors.
+
+    With ``memory_slots=128, memory_width=40, read_heads=4`` and an LSTM
+    controller of 200 it is the "MANN with NTM addressing" of Santoro et al.
+    (2016), Table 2.
+
+    Args (defaults are the paper's copy-task settings):
+        task: ways, label encoding and image shape.
+        controller_size: controller units (100).
+        memory_slots: N (128).
+        memory_width: W (20).
+        read_heads: R (1).
+        shift_range: S, the shift offsets −S//2..S//2 (3).
+        controller: "lstm" or "feedforward".
+        image_encoder: how images become features ("flatten": raw pixels).
+    """
+
+    def __init__(self, task: TaskSpec, controller_size: int = 100, memory_slots: int = 128,
+                 memory_width: int = 20, read_heads: int = 1, shift_range: int = 3,
+                 controller: str = "lstm", image_encoder: str = "flatten") -> None:
+        super().__init__(task)
+        if controller not in ("lstm", "feedforward"):
+            raise ValueError(f"unknown controller {controller!r}: use 'lstm' or 'feedforward'")
+        self.memory_slots, self.memory_width, self.read_heads = memory_slots, memory_width, read_heads
+        self.shift_range, self.controller_kind, self.controller_size = shift_range, controller, controller_size
+        self.encoder = build_encoder(image_encoder, task.image_shape)
+        inputs = self.encoder.output_size + task.code_size + read_heads * memory_width
+        if controller == "lstm":
+            self.controller = nn.LSTMCell(inputs, controller_size)
+        else:
+            self.controller = nn.Sequential(nn.Linear(inputs, controller_size), nn.ReLU())
+        heads = read_heads + 1
+        # Per head: key W, β, g, γ and S shift logits; the write head adds erase W and add W.
+        self.head_size = memory_width + 3 + shift_range
+        self.interface = nn.Linear(controller_size, heads * self.head_size + 2 * memory_width)
+        self.readout = nn.Linear(controller_size + read_heads * memory_width, task.output_size)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encoder(images)
+
+    def initial_state(self, batch_size: int, reference: torch.Tensor) -> State:
+        b, n, heads = batch_size, self.memory_slots, self.read_heads + 1
+        zeros = reference.new_zeros
+        weights = zeros(b, heads, n)
+        weights[:, :, 0] = 1.0  # every head starts on slot 0, so shifts have somewhere to move from
+        return (zeros(b, self.controller_size),  # controller hidden (B, C)
+                zeros(b, self.controller_size),  # controller cell (B, C)
+                reference.new_full((b, n, self.memory_width), _MEMORY_INIT),  # memory (B, N, W)
+                weights,  # head weights, reads first then the write (B, R+1, N)
+                zeros(b, self.read_heads * self.memory_width))  # read vectors (B, R·W)
+
+    def _head_parameters(self, interface: torch.Tensor):
+        b, heads, w = interface.shape[0], self.read_heads + 1, self.memory_width
+        per_head = interface[:, : heads * self.head_size].view(b, heads, self.head_size)
+        keys = torch.tanh(per_head[..., :w])  # (B, H, W)
+        strength = F.softplus(per_head[..., w])  # β ≥ 0 (B, H)
+        gate = torch.sigmoid(per_head[..., w + 1])  # g (B, H)
+        sharpness = 1 + F.softplus(per_head[..., w + 2])  # γ ≥ 1 (B, H)
+        shift = torch.softmax(per_head[..., w + 3 :], dim=-1)  # s (B, H, S)
+        erase = torch.sigmoid(interface[:, heads * self.head_size : heads * self.head_size + w])  # (B, W)
+        add = torch.tanh(interface[:, heads * self.head_size + w :])  # (B, W)
+        return keys, strength, gate, shift, sharpness, erase, add
+
+    def step(self, features: torch.Tensor, previous_code: torch.Tensor, state: State
+             ) -> tuple[torch.Tensor, State]:
+        hidden, cell, memory, weights, reads = state
+        inputs = torch.cat([features, previous_code, reads], dim=-1)
+        if self.controller_kind == "lstm":
+            hidden, cell = self.controller(inputs, (hidden, cell))
+        else:
+            hidden = self.controller(inputs)
+        keys, strength, gate, shift, sharpness, erase, add = self._head_parameters(self.interface(hidden))
+        weights = addressing.ntm_address(memory, keys, strength, gate, shift, sharpness, weights)
+        read_w, write_w = weights[:, :-1], weights[:, -1:]  # (B, R, N), (B, 1, N)
+        reads = addressing.read(memory, read_w).flatten(1)  # (B, R·W), from M_{t−1}
+        memory = addressing.erase_and_add(memory, write_w, erase[:, None], add[:, None])
+        output = self.readout(torch.cat([hidden, reads], dim=-1))
+        return output, (hidden, cell, memory, weights, reads)
