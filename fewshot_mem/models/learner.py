@@ -55,6 +55,16 @@ def images_to_float(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(255) if images.dtype == torch.uint8 else images
 
 
+def batch_targets(batch: SequenceBatch | EpisodeBatch) -> torch.Tensor:
+    """What is predicted: sequence labels (or strings), or query labels."""
+    return batch.targets if isinstance(batch, SequenceBatch) else batch.query_labels
+
+
+def predictions(logits: torch.Tensor) -> torch.Tensor:
+    """Arg-max labels (..., N) -> (...), or characters (..., 5, 5) -> (..., 5)."""
+    return logits.argmax(dim=-1)
+
+
 def classification_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of (..., K) scores against (...) targets; for string labels
     the five characters of a label are five 5-way predictions."""
@@ -88,10 +98,17 @@ class Learner(nn.Module):
         """(B, N·Q, N) scores for each query."""
         raise NotImplementedError
 
+    def logits(self, batch: SequenceBatch | EpisodeBatch) -> torch.Tensor:
+        """The scores of whichever protocol the batch belongs to."""
+        return self.online_logits(batch) if isinstance(batch, SequenceBatch) else self.episodic_logits(batch)
+
+    def loss_and_logits(self, batch: SequenceBatch | EpisodeBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training loss of a batch, and the scores it came from (for logging accuracy)."""
+        logits = self.logits(batch)
+        return classification_loss(logits, batch_targets(batch)), logits
+
     def loss(self, batch: SequenceBatch | EpisodeBatch) -> torch.Tensor:
-        if isinstance(batch, SequenceBatch):
-            return classification_loss(self.online_logits(batch), batch.targets)
-        return classification_loss(self.episodic_logits(batch), batch.query_labels)
+        return self.loss_and_logits(batch)[0]
 
 
 class SequenceLearner(Learner):

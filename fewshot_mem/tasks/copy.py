@@ -91,21 +91,22 @@ def train_copy(model: nn.Module, steps: int, batch_size: int = 16, max_length: i
         nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         optimizer.step()
         if step % log_every == 0 or step == steps:
-            history.append({"step": step, "loss": float(loss), "bits_per_sequence": errors,
+            history.append({"step": step, "loss": float(loss.detach()), "bits_per_sequence": errors,
                             "seconds": time.perf_counter() - start})
     return history
 
 
 def evaluate_copy(model: nn.Module, batches: int = 20, batch_size: int = 16, max_length: int = 20,
-                  seed: int = 12345) -> float:
-    """Mean wrong bits per sequence over fixed held-out sequences of lengths 1..max_length."""
+                  seed: int = 12345) -> tuple[float, float]:
+    """Mean loss and wrong bits per sequence on fixed held-out sequences of lengths 1..max_length."""
     generator = torch.Generator().manual_seed(seed)
-    total = 0.0
+    losses, errors = 0.0, 0.0
     with torch.no_grad():
         for _ in range(batches):
             length = int(torch.randint(1, max_length + 1, (1,), generator=generator))
-            total += copy_loss_and_errors(model, copy_batch(batch_size, length, generator))[1]
-    return total / batches
+            loss, wrong = copy_loss_and_errors(model, copy_batch(batch_size, length, generator))
+            losses, errors = losses + float(loss), errors + wrong
+    return losses / batches, errors / batches
 
 
 def build(name: str) -> nn.Module:
@@ -121,23 +122,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", default="ntm,lstm")
     parser.add_argument("--steps", type=int, default=20000)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--learning-rate", type=float, default=1e-4, help="RMSprop, as the paper")
+    parser.add_argument("--max-length", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=None, help="write the histories as JSON here")
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
     results = {}
     for name in args.models.split(","):
         model = build(name)
-        untrained = evaluate_copy(model)
+        _, untrained = evaluate_copy(model, max_length=args.max_length)
         start = time.perf_counter()
-        history = train_copy(model, args.steps, args.batch_size, learning_rate=args.learning_rate, seed=args.seed)
+        history = train_copy(model, args.steps, args.batch_size, args.max_length, args.learning_rate, args.seed)
         seconds = time.perf_counter() - start
-        trained = evaluate_copy(model)
+        _, trained = evaluate_copy(model, max_length=args.max_length)
         results[name] = {"untrained_bits": untrained, "bits_per_sequence": trained, "seconds": seconds,
-                         "steps": args.steps, "history": history}
-        print(f"{name}: {untrained:.1f} -> {trained:.2f} bits per sequence after {args.steps} steps "
-              f"({seconds:.0f} s)")
+                         "steps": args.steps, "max_length": args.max_length, "history": history}
+        print(f"{name}: {untrained:.1f} -> {trained:.2f} bits per sequence (lengths 1-{args.max_length}) "
+              f"after {args.steps} steps of {args.batch_size} ({seconds:.0f} s)", flush=True)
     if args.out:
         with open(args.out, "w") as handle:
             json.dump(results, handle, indent=2)

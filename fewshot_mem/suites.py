@@ -1,0 +1,126 @@
+"""Named, versioned protocols. A suite fixes everything a published number depends on.
+
+``name@version`` identifies a suite; any change to what it measures (split,
+image size, labels, N, K, test seed, number of test episodes) gets a new
+version. Its fingerprint hashes the frozen test episodes themselves, so two
+results with the same fingerprint were measured on the very same episodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+from .data.episodes import ClassPool, EpisodeSampler, LabelOffsetSampler, fingerprint
+from .data.omniglot import load_omniglot
+from .errors import DataNotFoundError, FewshotMemError
+from .models.learner import TaskSpec
+
+
+class UnknownSuiteError(FewshotMemError):
+    pass
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    version: int
+    title: str
+    dataset: str  # "omniglot" or "miniimagenet"
+    train_split: str
+    val_split: str
+    test_split: str
+    image_size: int
+    ways: int
+    label_encoding: str = "one-hot"
+    instances_per_class: int = 10  # online protocol: K appearances of each class
+    shots: tuple[int, ...] = (1, 5)  # episodic protocol tables
+    queries: int = 15  # test queries per class in the episodic protocol
+    test_seed: int = 20161  # test episodes are episodes 0..n-1 of this seed
+    validation_seed: int = 20162
+    train_seed: int = 0
+    test_episodes: int = 1000
+    protocols: tuple[str, ...] = ("online", "episodic")
+    references: tuple[str, ...] = ()  # BibTeX keys of the papers whose tables this suite follows
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.dataset == "omniglot" else 3
+
+    def task(self) -> TaskSpec:
+        return TaskSpec(self.ways, self.label_encoding, (self.channels, self.image_size, self.image_size))
+
+    def online_sampler(self, pool: ClassPool, seed: int, augment: bool = False) -> LabelOffsetSampler:
+        return LabelOffsetSampler(pool, self.ways, self.instances_per_class, self.label_encoding, seed, augment)
+
+    def episodic_sampler(self, pool: ClassPool, shots: int, seed: int, ways: int | None = None,
+                         queries: int | None = None) -> EpisodeSampler:
+        return EpisodeSampler(pool, ways or self.ways, shots, self.queries if queries is None else queries, seed)
+
+    def test_samplers(self, test_pool: ClassPool) -> dict[str, LabelOffsetSampler | EpisodeSampler]:
+        """The frozen test episodes of every table: "online" and "<N>-way-<K>-shot"."""
+        samplers: dict[str, LabelOffsetSampler | EpisodeSampler] = {}
+        if "online" in self.protocols:
+            samplers["online"] = self.online_sampler(test_pool, self.test_seed)
+        if "episodic" in self.protocols:
+            for shots in self.shots:
+                samplers[f"{self.ways}-way-{shots}-shot"] = self.episodic_sampler(test_pool, shots, self.test_seed)
+        return samplers
+
+    def fingerprint(self, test_pool: ClassPool) -> str:
+        """sha256 of the suite's definition and of every frozen test episode."""
+        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode())
+        for table, sampler in sorted(self.test_samplers(test_pool).items()):
+            digest.update(f"{table}:{fingerprint(sampler, self.test_episodes)}".encode())
+        return digest.hexdigest()
+
+
+def _omniglot(name: str, title: str, size: int, ways: int, **fields) -> Suite:
+    return Suite(name=name, version=1, title=title, dataset="omniglot", train_split="vinyals/train",
+                 val_split="vinyals/val", test_split="vinyals/test", image_size=size, ways=ways, **fields)
+
+
+SUITES: dict[str, Suite] = {s.name: s for s in (
+    _omniglot("omniglot-5way", "Santoro et al. (2016) Table 1: 5 classes x 10 instances, one-hot labels",
+              20, 5, references=("santoro2016",)),
+    _omniglot("omniglot-15way-strings", "Santoro et al. (2016) Table 2: 15 classes, five-character string labels",
+              20, 15, label_encoding="string", protocols=("online",), references=("santoro2016",)),
+    _omniglot("omniglot-5way-1shot", "MAML / ProtoNets: Omniglot 5-way 1-shot, 28x28", 28, 5, shots=(1,),
+              references=("finn2017", "snell2017", "vinyals2016")),
+    _omniglot("omniglot-5way-5shot", "MAML / ProtoNets: Omniglot 5-way 5-shot, 28x28", 28, 5, shots=(5,),
+              references=("finn2017", "snell2017", "vinyals2016")),
+    _omniglot("omniglot-20way-1shot", "MAML / ProtoNets: Omniglot 20-way 1-shot, 28x28", 28, 20, shots=(1,),
+              references=("finn2017", "snell2017", "vinyals2016")),
+    _omniglot("omniglot-20way-5shot", "MAML / ProtoNets: Omniglot 20-way 5-shot, 28x28", 28, 20, shots=(5,),
+              references=("finn2017", "snell2017", "vinyals2016")),
+    Suite("miniimagenet-5way-1shot", 1, "mini-ImageNet 5-way 1-shot (Ravi & Larochelle split), 84x84",
+          "miniimagenet", "train", "val", "test", 84, 5, shots=(1,), test_episodes=600,
+          references=("ravi2017", "vinyals2016", "finn2017", "snell2017")),
+    Suite("miniimagenet-5way-5shot", 1, "mini-ImageNet 5-way 5-shot (Ravi & Larochelle split), 84x84",
+          "miniimagenet", "train", "val", "test", 84, 5, shots=(5,), test_episodes=600,
+          references=("ravi2017", "vinyals2016", "finn2017", "snell2017")),
+)}
+
+
+def get_suite(name: str) -> Suite:
+    """A suite by ``name`` or ``name@version``."""
+    base, _, version = name.partition("@")
+    suite = SUITES.get(base)
+    if suite is None or (version and version != str(suite.version)):
+        raise UnknownSuiteError(f"unknown suite {name!r}; available: {', '.join(s.id for s in SUITES.values())}")
+    return suite
+
+
+def load_pools(suite: Suite, data_root=None, progress: bool = True) -> dict[str, ClassPool]:
+    """The suite's train, val and test classes, materialized at its image size."""
+    if suite.dataset == "omniglot":
+        omniglot = load_omniglot(data_root, progress=progress)
+        return {role: ClassPool.from_omniglot(omniglot, split, suite.image_size)
+                for role, split in (("train", suite.train_split), ("val", suite.val_split),
+                                    ("test", suite.test_split))}
+    raise DataNotFoundError(f"{suite.id} needs the {suite.dataset} data layer, which this version does not have yet")

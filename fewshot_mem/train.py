@@ -1,0 +1,204 @@
+"""The training loop: budgets, atomic checkpoints, resume, validation, logging.
+
+Step ``s`` trains on episodes ``s·B .. s·B + B − 1`` of the training sampler,
+so a resumed run sees exactly the episodes an uninterrupted one would, and
+(with the optimizer state restored) ends with the same weights.
+
+Files in the run directory:
+
+* ``last.pt``: model, optimizer and progress, written atomically every
+  ``checkpoint_every`` steps and at the end (``--resume`` continues from it);
+* ``best.pt``: the weights with the best validation score, used for test;
+* ``metrics.jsonl``: one JSON line per logged step and per validation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .data.episodes import correct_predictions
+from .errors import FewshotMemError
+from .models.learner import Learner, batch_targets, predictions
+
+BUDGETS = ("smoke", "quick", "paper")
+
+
+class TrainingDiverged(FewshotMemError):
+    pass
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one learner is trained on one suite, at one budget."""
+
+    budget: str
+    episodes: int  # training episodes in all
+    batch_size: int = 16  # episodes per optimizer step (the meta-batch)
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"  # "adam" or "rmsprop"
+    halve_learning_rate_every: int | None = None  # in episodes
+    gradient_clip: float | None = 10.0
+    checkpoint_every: int = 50  # steps
+    validate_every: int = 250  # steps
+    validation_episodes: int = 200
+    log_every: int = 10  # steps
+
+    @property
+    def steps(self) -> int:
+        return max(1, math.ceil(self.episodes / self.batch_size))
+
+    def scaled(self, **changes) -> "TrainConfig":
+        return replace(self, **changes)
+
+
+@dataclass
+class TrainSummary:
+    steps: int
+    episodes: int
+    seconds: float
+    best_step: int
+    best_score: float
+    resumed_from: int
+
+
+def save_atomically(payload: dict, path: Path) -> None:
+    """torch.save to a temporary file beside ``path``, then rename over it."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, temporary)
+    os.replace(temporary, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _optimizer(learner: Learner, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(learner.parameters(), lr=config.learning_rate)
+    if config.optimizer == "rmsprop":  # Santoro et al. and Graves et al.
+        return torch.optim.RMSprop(learner.parameters(), lr=config.learning_rate, momentum=0.9, alpha=0.95)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}: use adam or rmsprop")
+
+
+def _learning_rate(config: TrainConfig, step: int) -> float:
+    if not config.halve_learning_rate_every:
+        return config.learning_rate
+    return config.learning_rate * 0.5 ** ((step * config.batch_size) // config.halve_learning_rate_every)
+
+
+class MetricsLog:
+    """Appends JSON lines locally, and to wandb when asked (offline unless configured)."""
+
+    def __init__(self, path: Path, use_wandb: bool = False, run_config: dict | None = None) -> None:
+        self.path = path
+        self.wandb = None
+        if use_wandb:
+            import wandb
+
+            os.environ.setdefault("WANDB_MODE", "offline")
+            self.wandb = wandb.init(project="fewshot-mem", dir=str(path.parent), config=run_config or {},
+                                    reinit=True)
+
+    def write(self, record: dict) -> None:
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.wandb is not None:
+            self.wandb.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=record["step"])
+
+    def close(self) -> None:
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def fit(learner: Learner, sample: Callable[[np.ndarray], object], validate: Callable[[Learner], float],
+        config: TrainConfig, run_dir: Path, *, seed: int = 0, resume: bool = False, progress: bool = True,
+        device: str | torch.device = "cpu", use_wandb: bool = False, run_config: dict | None = None
+        ) -> TrainSummary:
+    """Trains ``learner`` in place and leaves ``best.pt`` and ``last.pt`` in ``run_dir``.
+
+    Args:
+        sample: episode ids (B,) -> a batch (SequenceBatch or EpisodeBatch).
+        validate: learner -> a score to maximize (accuracy on validation classes).
+        resume: continue from ``last.pt`` if there is one (else start afresh).
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    optimizer = _optimizer(learner, config)
+    start_step, best_step, best_score = 0, 0, -math.inf
+    if resume and last_path.exists():
+        state = load_checkpoint(last_path)
+        learner.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_step, best_step, best_score = state["step"], state["best_step"], state["best_score"]
+    elif (run_dir / "metrics.jsonl").exists():
+        (run_dir / "metrics.jsonl").unlink()  # a fresh run starts a fresh log
+    learner.to(device)
+    log = MetricsLog(run_dir / "metrics.jsonl", use_wandb, {**(run_config or {}), **asdict(config)})
+
+    def checkpoint(step: int) -> None:
+        save_atomically({"model": learner.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                         "best_step": best_step, "best_score": best_score, "config": asdict(config)}, last_path)
+
+    started = time.perf_counter()
+    bar = tqdm(total=config.steps, initial=start_step, unit="step", desc="training", disable=not progress)
+    window_start, window_episodes = time.perf_counter(), 0
+    try:
+        for step in range(start_step + 1, config.steps + 1):
+            for group in optimizer.param_groups:
+                group["lr"] = _learning_rate(config, step - 1)
+            learner.train()
+            ids = np.arange((step - 1) * config.batch_size, step * config.batch_size)
+            batch = sample(ids).to(device)
+            loss, logits = learner.loss_and_logits(batch)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"the loss became {float(loss)} at step {step}; training stopped. "
+                                       f"The last good checkpoint ({last_path}, step "
+                                       f"{(step - 1) // config.checkpoint_every * config.checkpoint_every or 'none'}"
+                                       ") is kept.")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.gradient_clip:
+                torch.nn.utils.clip_grad_norm_(learner.parameters(), config.gradient_clip)
+            optimizer.step()
+            window_episodes += len(ids)
+            if step % config.log_every == 0 or step == config.steps:
+                accuracy = float(correct_predictions(predictions(logits.detach()), batch_targets(batch)).float().mean())
+                rate = window_episodes / max(time.perf_counter() - window_start, 1e-9)
+                window_start, window_episodes = time.perf_counter(), 0
+                log.write({"step": step, "episodes": step * config.batch_size, "loss": float(loss.detach()),
+                           "accuracy": accuracy, "episodes_per_second": rate})
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", acc=f"{accuracy:.3f}", eps=f"{rate:.0f}/s")
+            if step % config.validate_every == 0 or step == config.steps:
+                score = validate(learner)
+                log.write({"step": step, "episodes": step * config.batch_size, "validation_score": score})
+                if score > best_score:
+                    best_step, best_score = step, score
+                    save_atomically({"model": learner.state_dict(), "step": step, "score": score}, best_path)
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                checkpoint(step)
+            bar.update(1)
+    finally:
+        bar.close()
+        log.close()
+    return TrainSummary(steps=config.steps, episodes=config.steps * config.batch_size,
+                        seconds=time.perf_counter() - started, best_step=best_step, best_score=best_score,
+                        resumed_from=start_step)
+
+
+def is_complete(run_dir: Path, config: TrainConfig) -> bool:
+    """Whether ``run_dir`` holds a finished run of ``config`` (so it can be reused)."""
+    last = run_dir / "last.pt"
+    if not last.exists() or not (run_dir / "best.pt").exists():
+        return False
+    state = load_checkpoint(last)
+    return state["step"] >= config.steps and state["config"] == asdict(config)
