@@ -145,7 +145,11 @@ def fit(learner: Learner, sample: Callable[[np.ndarray], object], validate: Call
     learner.to(device)
     log = MetricsLog(run_dir / "metrics.jsonl", use_wandb, {**(run_config or {}), **asdict(config)})
 
+    saved_step = start_step
+
     def checkpoint(step: int) -> None:
+        nonlocal saved_step
+        saved_step = step
         save_atomically({"model": learner.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                          "best_step": best_step, "best_score": best_score, "config": asdict(config)}, last_path)
 
@@ -161,10 +165,10 @@ def fit(learner: Learner, sample: Callable[[np.ndarray], object], validate: Call
             batch = sample(ids).to(device)
             loss, logits = learner.loss_and_logits(batch)
             if not torch.isfinite(loss):
-                raise TrainingDiverged(f"the loss became {float(loss)} at step {step}; training stopped. "
-                                       f"The last good checkpoint ({last_path}, step "
-                                       f"{(step - 1) // config.checkpoint_every * config.checkpoint_every or 'none'}"
-                                       ") is kept.")
+                kept = f"the last good checkpoint, {last_path} (step {saved_step}), is kept" if saved_step \
+                    else "no checkpoint had been written yet"
+                raise TrainingDiverged(f"the loss became {float(loss.detach())} at step {step}; "
+                                       f"training stopped and {kept}.")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.gradient_clip:

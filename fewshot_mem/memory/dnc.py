@@ -2,24 +2,36 @@
 (Graves et al. 2016, "Hybrid computing using a neural network with dynamic external
 memory", Nature 538, Methods). Pure functions over batched tensors.
 
-Shapes: B batch, R read heads, N memory slots.
+Shapes: B batch, R read heads, Wh write heads, N memory slots.
 """
 
 from __future__ import annotations
 
 import torch
 
+__all__ = [
+    "EPSILON",
+    "allocation_weights",
+    "directional_weights",
+    "read_weights",
+    "retention",
+    "update_link",
+    "update_precedence",
+    "update_usage",
+    "write_weights",
+]
+
 EPSILON = 1e-6
 
 
 def retention(free_gates: torch.Tensor, previous_read_w: torch.Tensor) -> torch.Tensor:
-    """ψ_t = Π_i (1 − f^i_t w^{r,i}_{t−1}).
+    """ψ_t = Π_i (1 − f^i_t w^{r,i}_{t−1}), the product over read heads i.
 
     Args:
-        free_gates: (B, R) in [0, 1].
-        previous_read_w: (B, R, N).
+        free_gates: (B, R) free gates f in [0, 1].
+        previous_read_w: (B, R, N) w^r_{t−1}.
     Returns:
-        (B, N) how much of each slot is retained.
+        (B, N) ψ_t, how much of each slot is retained.
     """
     return (1 - free_gates.unsqueeze(-1) * previous_read_w).prod(dim=1)
 
@@ -28,31 +40,42 @@ def update_usage(previous_usage: torch.Tensor, previous_write_w: torch.Tensor,
                  retention: torch.Tensor) -> torch.Tensor:
     """u_t = (u_{t−1} + w^w_{t−1} − u_{t−1} ∘ w^w_{t−1}) ∘ ψ_t.
 
+    With several write heads, w^w_{t−1} is first combined into the fraction of
+    each slot written by any head, w^w = 1 − Π_h (1 − w^w_h).
+
     Args:
-        previous_usage, previous_write_w, retention: (B, N).
+        previous_usage: (B, N) u_{t−1}.
+        previous_write_w: (B, N) or (B, Wh, N) w^w_{t−1}.
+        retention: (B, N) ψ_t.
     Returns:
-        (B, N) usage in [0, 1].
+        (B, N) u_t, in [0, 1] when the inputs are.
     """
+    if previous_write_w.dim() == 3:
+        previous_write_w = 1 - (1 - previous_write_w).prod(dim=1)
     return (previous_usage + previous_write_w - previous_usage * previous_write_w) * retention
 
 
 def allocation_weights(usage: torch.Tensor) -> torch.Tensor:
-    """a_t[φ_j] = (1 − u_t[φ_j]) Π_{i<j} u_t[φ_i], φ the slots sorted by ascending usage.
+    """a_t[φ_t[j]] = (1 − u_t[φ_t[j]]) Π_{i<j} u_t[φ_t[i]], φ_t the slots sorted by ascending usage.
 
-    Usage is first squeezed into [ε, 1] (u ← ε + (1 − ε) u) so that the
-    product never multiplies by an exact zero, which would stop gradients.
+    Usage is first squeezed into [ε, 1] (u ← ε + (1 − ε) u), so the exclusive
+    product never multiplies by an exact zero: the gradient with respect to
+    every slot's usage stays non-zero and finite. Gradients flow through the
+    sorted values (not through the sort order), as in the DNC paper. Where two
+    usages tie the sort order can flip, so the allocation jumps there; ties
+    among slots are broken by ``torch.sort``.
 
     Args:
-        usage: (B, N).
+        usage: (B, N) u_t in [0, 1].
     Returns:
-        (B, N) allocation weights, summing to at most 1.
+        (B, N) allocation weights, non-negative and summing to 1 − Π_i u_t[i] ≤ 1.
     """
     usage = EPSILON + (1 - EPSILON) * usage
-    sorted_usage, order = torch.sort(usage, dim=-1)  # φ: (B, N)
-    ones = torch.ones_like(sorted_usage[:, :1])
-    before = torch.cumprod(torch.cat([ones, sorted_usage[:, :-1]], dim=-1), dim=-1)  # exclusive product
-    sorted_allocation = (1 - sorted_usage) * before
-    return torch.zeros_like(usage).scatter(-1, order, sorted_allocation)
+    sorted_usage, order = torch.sort(usage, dim=-1)  # (B, N) each; order = φ_t
+    exclusive = torch.cumprod(torch.cat([torch.ones_like(sorted_usage[..., :1]), sorted_usage[..., :-1]], dim=-1),
+                              dim=-1)  # Π_{i<j} u[φ[i]]
+    sorted_allocation = (1 - sorted_usage) * exclusive  # (B, N), in sorted order
+    return torch.zeros_like(usage).scatter(-1, order, sorted_allocation)  # back to slot order
 
 
 def write_weights(content_w: torch.Tensor, allocation_w: torch.Tensor, allocation_gate: torch.Tensor,
@@ -60,12 +83,14 @@ def write_weights(content_w: torch.Tensor, allocation_w: torch.Tensor, allocatio
     """w^w_t = g^w_t (g^a_t a_t + (1 − g^a_t) c^w_t).
 
     Args:
-        content_w, allocation_w: (B, N).
-        allocation_gate, write_gate: (B,) in [0, 1].
+        content_w: (B, N) c^w_t, the write key's content weights.
+        allocation_w: (B, N) a_t.
+        allocation_gate: (B,) g^a in [0, 1].
+        write_gate: (B,) g^w in [0, 1].
     Returns:
-        (B, N).
+        (B, N) w^w_t.
     """
-    allocation_gate, write_gate = allocation_gate.unsqueeze(-1), write_gate.unsqueeze(-1)
+    allocation_gate, write_gate = allocation_gate.unsqueeze(-1), write_gate.unsqueeze(-1)  # (B, 1)
     return write_gate * (allocation_gate * allocation_w + (1 - allocation_gate) * content_w)
 
 
@@ -73,27 +98,31 @@ def update_precedence(previous_precedence: torch.Tensor, write_w: torch.Tensor) 
     """p_t = (1 − Σ_i w^w_t[i]) p_{t−1} + w^w_t.
 
     Args:
-        previous_precedence, write_w: (B, N).
+        previous_precedence: (B, N) p_{t−1}.
+        write_w: (B, N) w^w_t.
     Returns:
-        (B, N).
+        (B, N) p_t.
     """
     return (1 - write_w.sum(dim=-1, keepdim=True)) * previous_precedence + write_w
 
 
 def update_link(previous_link: torch.Tensor, previous_precedence: torch.Tensor,
                 write_w: torch.Tensor) -> torch.Tensor:
-    """L_t[i, j] = (1 − w[i] − w[j]) L_{t−1}[i, j] + w[i] p_{t−1}[j], with L_t[i, i] = 0.
+    """L_t[i, j] = (1 − w^w_t[i] − w^w_t[j]) L_{t−1}[i, j] + w^w_t[i] p_{t−1}[j], and L_t[i, i] = 0.
 
     Args:
-        previous_link: (B, N, N).
-        previous_precedence, write_w: (B, N).
+        previous_link: (B, N, N) L_{t−1}.
+        previous_precedence: (B, N) p_{t−1} (the precedence before this write).
+        write_w: (B, N) w^w_t.
     Returns:
-        (B, N, N); L[i, j] is how much slot i was written right after slot j.
+        (B, N, N) L_t; L_t[i, j] is the degree to which slot i was written
+        right after slot j.
     """
     w_i, w_j = write_w.unsqueeze(-1), write_w.unsqueeze(-2)  # (B, N, 1), (B, 1, N)
     link = (1 - w_i - w_j) * previous_link + w_i * previous_precedence.unsqueeze(-2)
     n = write_w.shape[-1]
-    return link * (1 - torch.eye(n, dtype=link.dtype, device=link.device))
+    off_diagonal = 1 - torch.eye(n, dtype=link.dtype, device=link.device)  # (N, N)
+    return link * off_diagonal
 
 
 def directional_weights(link: torch.Tensor, previous_read_w: torch.Tensor
@@ -101,25 +130,30 @@ def directional_weights(link: torch.Tensor, previous_read_w: torch.Tensor
     """f^i_t = L_t w^{r,i}_{t−1} (forward), b^i_t = L_tᵀ w^{r,i}_{t−1} (backward).
 
     Args:
-        link: (B, N, N).
-        previous_read_w: (B, R, N).
+        link: (B, N, N) L_t.
+        previous_read_w: (B, R, N) w^r_{t−1}.
     Returns:
         forward, backward: (B, R, N) each.
     """
-    forward = torch.einsum("bij,brj->bri", link, previous_read_w)
-    backward = torch.einsum("bji,brj->bri", link, previous_read_w)
+    forward = torch.einsum("bij,brj->bri", link, previous_read_w)  # f[i] = Σ_j L[i, j] w[j]
+    backward = torch.einsum("bji,brj->bri", link, previous_read_w)  # b[i] = Σ_j L[j, i] w[j]
     return forward, backward
 
 
 def read_weights(content_w: torch.Tensor, forward: torch.Tensor, backward: torch.Tensor,
                  read_modes: torch.Tensor) -> torch.Tensor:
-    """w^{r,i}_t = π^i[0] b^i_t + π^i[1] c^{r,i}_t + π^i[2] f^i_t.
+    """w^{r,i}_t = π^i_t[0] b^i_t + π^i_t[1] c^{r,i}_t + π^i_t[2] f^i_t.
+
+    Mode order along the last axis of ``read_modes``: (backward, content, forward),
+    as in the paper.
 
     Args:
-        content_w, forward, backward: (B, R, N).
-        read_modes: (B, R, 3) a distribution over (backward, content, forward).
+        content_w: (B, R, N) c^r_t, the read keys' content weights.
+        forward: (B, R, N) f_t.
+        backward: (B, R, N) b_t.
+        read_modes: (B, R, 3) π_t, a distribution over (backward, content, forward).
     Returns:
-        (B, R, N).
+        (B, R, N) w^r_t.
     """
-    modes = read_modes.unsqueeze(-1)  # (B, R, 3, 1)
-    return modes[:, :, 0] * backward + modes[:, :, 1] * content_w + modes[:, :, 2] * forward
+    directions = torch.stack([backward, content_w, forward], dim=2)  # (B, R, 3, N)
+    return torch.einsum("brm,brmn->brn", read_modes, directions)
