@@ -258,7 +258,8 @@ def test_dnc_usage_by_hand():
 
 def test_dnc_usage_with_two_write_heads_by_hand():
     # w = 1 − (1 − (.5, 0, 0))∘(1 − (.5, .5, 0)) = 1 − (.25, .5, 1) = (.75, .5, 0)
-    # u + w − u∘w = (.5 + .75 − .375, 0 + .5 − 0, 1 + 0 − 0) = (.875, .5, 1); ∘ ψ (1, .5, .5) = (.875, .25, .5)
+    # u + w − u∘w = (.5 + .75 − .375, 0 + .5 − 0, 1 + 0 − 0) = (.875, .5, 1)
+    # ∘ ψ (1, .5, .5) = (.875, .25, .5)
     usage = dnc.update_usage(T([[0.5, 0.0, 1.0]]), T([[[0.5, 0.0, 0.0], [0.5, 0.5, 0.0]]]), T([[1.0, 0.5, 0.5]]))
     close(usage, [[0.875, 0.25, 0.5]])
 
@@ -461,10 +462,12 @@ def double(*shape, softmax=False, positive=False, unit=False):
 
 GRADIENT_CASES = {
     "cosine_similarity": lambda: (addressing.cosine_similarity, (double(2, 4, 3), double(2, 2, 3))),
-    "content_weights": lambda: (addressing.content_weights, (double(2, 4, 3), double(2, 2, 3), double(2, 2, positive=True))),
+    "content_weights": lambda: (addressing.content_weights, (double(2, 4, 3), double(2, 2, 3),
+                                                             double(2, 2, positive=True))),
     "interpolate": lambda: (addressing.interpolate, (double(2, 2, 4, softmax=True), double(2, 2, 4, softmax=True),
                                                      double(2, 2, unit=True))),
-    "circular_shift": lambda: (addressing.circular_shift, (double(2, 2, 4, softmax=True), double(2, 2, 3, softmax=True))),
+    "circular_shift": lambda: (addressing.circular_shift, (double(2, 2, 4, softmax=True),
+                                                           double(2, 2, 3, softmax=True))),
     "sharpen": lambda: (addressing.sharpen, (double(2, 2, 4, softmax=True), double(2, 2, positive=True) + 1)),
     "ntm_address": lambda: (addressing.ntm_address, (double(2, 4, 3), double(2, 2, 3), double(2, 2, positive=True),
                                                      double(2, 2, unit=True), double(2, 2, 3, softmax=True),

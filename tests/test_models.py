@@ -21,7 +21,9 @@ SEQUENCE_MODELS = ("mann", "ntm", "dnc", "lstm")
 TINY = {"mann": dict(controller_size=6, memory_slots=5, memory_width=3, read_heads=2),
         "ntm": dict(controller_size=6, memory_slots=5, memory_width=3, read_heads=2),
         "dnc": dict(controller_size=6, memory_slots=5, memory_width=3, read_heads=2),
-        "lstm": dict(controller_size=6)}
+        "lstm": dict(controller_size=6),
+        "protonet": dict(hidden_size=8),
+        "maml": dict(hidden_size=8)}
 
 
 def importable_models() -> list[str]:

@@ -80,9 +80,12 @@ class Learner(nn.Module):
     """
 
     native_protocol: ClassVar[Protocol] = "online"
+    supports_string_labels: ClassVar[bool] = True
 
     def __init__(self, task: TaskSpec) -> None:
         super().__init__()
+        if task.label_encoding == "string" and not self.supports_string_labels:
+            raise ValueError(f"{type(self).__name__} does not support string labels")
         self.task = task
 
     @property

@@ -1,0 +1,102 @@
+"""MAML (Finn, Abbeel & Levine 2017, "Model-Agnostic Meta-Learning for Fast Adaptation of
+Deep Networks", ICML) with learn2learn's ``MAML.clone()`` / ``adapt()`` and Conv-4 blocks."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import learn2learn as l2l
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.episodes import EpisodeBatch, SequenceBatch
+from .learner import Learner, Protocol, TaskSpec, images_to_float
+from .online import NoveltyScoring
+
+
+def conv4_classifier(task: TaskSpec, hidden_size: int, max_pool: bool) -> nn.Module:
+    """Finn et al.'s Conv-4: 3×3 conv, batch norm, ReLU blocks (strided for Omniglot,
+    max-pooled for mini-ImageNet), then a linear N-way head on the flattened features."""
+    channels, height, width = task.image_shape
+    features = l2l.vision.models.ConvBase(hidden=hidden_size, channels=channels, max_pool=max_pool, layers=4)
+    for norm in (m for m in features.modules() if isinstance(m, nn.BatchNorm2d)):
+        # Batch statistics always: a clone's running statistics would never reach this module.
+        norm.track_running_stats = False
+        norm.register_buffer("running_mean", None)
+        norm.register_buffer("running_var", None)
+        norm.register_buffer("num_batches_tracked", None)
+    with torch.no_grad():
+        size = features(torch.zeros(2, channels, height, width)).flatten(1).shape[1]
+    head = nn.Linear(size, task.ways)
+    nn.init.xavier_uniform_(head.weight)
+    nn.init.zeros_(head.bias)
+    return nn.Sequential(features, nn.Flatten(), head)
+
+
+class MAMLLearner(NoveltyScoring, Learner):
+    """A classifier meta-trained so that a few gradient steps on a support set fit it.
+
+    Each episode adapts a learn2learn clone with ``inner_steps`` steps of SGD at
+    ``inner_lr`` on the support loss (``test_inner_steps`` at evaluation), then
+    scores the queries; the meta-gradient flows through the adaptation unless
+    ``first_order``. Batch norm uses the statistics of the batch it sees, as in
+    the paper's reference code: the support set while adapting, the query set
+    of one episode when scoring it (transductive within an episode, never
+    across episodes).
+
+    Online, the clone is adapted afresh on the labelled prefix at every step,
+    x_t is scored in one batch with the prefix (so batch norm sees only the
+    past), and unseen labels get the calibrated novelty score (``models.online``).
+
+    Args (defaults: the paper's Omniglot 5-way settings):
+        task: ways, label encoding and image shape.
+        hidden_size: filters per block (64; 32 for mini-ImageNet).
+        inner_steps: adaptation steps in meta-training (1; 5 for 20-way and mini-ImageNet).
+        test_inner_steps: adaptation steps at evaluation (3; 10 for mini-ImageNet).
+        inner_lr: α (0.4; 0.1 for 20-way, 0.01 for mini-ImageNet).
+        first_order: drop second derivatives (first-order MAML).
+        max_pool: max-pooling instead of strided convolutions (default: for colour images).
+    """
+
+    native_protocol: ClassVar[Protocol] = "episodic"
+
+    def __init__(self, task: TaskSpec, hidden_size: int = 64, inner_steps: int = 1, test_inner_steps: int = 3,
+                 inner_lr: float = 0.4, first_order: bool = False, max_pool: bool | None = None) -> None:
+        super().__init__(task)
+        max_pool = task.image_shape[0] == 3 if max_pool is None else max_pool
+        self.inner_steps, self.test_inner_steps = inner_steps, test_inner_steps
+        self.maml = l2l.algorithms.MAML(conv4_classifier(task, hidden_size, max_pool), lr=inner_lr,
+                                        first_order=first_order)
+        self._init_novelty()
+
+    def _steps(self) -> int:
+        return self.inner_steps if self.training else self.test_inner_steps
+
+    def adapted(self, images: torch.Tensor, labels: torch.Tensor) -> l2l.algorithms.MAML:
+        """A clone adapted on (M, c, H, W) uint8 images and (M,) labels."""
+        inputs = images_to_float(images).to(self.dtype)
+        with torch.enable_grad():  # the evaluator runs under no_grad; adaptation needs gradients
+            # Evaluation needs no meta-gradient: first-order clones keep no graph of the inner loop.
+            clone = self.maml.clone(first_order=None if self.training else True)
+            for _ in range(self._steps()):
+                clone.adapt(F.cross_entropy(clone(inputs), labels))
+        return clone
+
+    def episodic_logits(self, batch: EpisodeBatch) -> torch.Tensor:
+        # One adapted clone per episode: learn2learn adapts modules, not batches of them.
+        scores = [self.adapted(support, labels)(images_to_float(queries).to(self.dtype))
+                  for support, labels, queries in zip(batch.support_images, batch.support_labels,
+                                                      batch.query_images)]
+        return torch.stack(scores)  # (B, N·Q, N)
+
+    def seen_scores(self, batch: SequenceBatch) -> torch.Tensor:
+        b, t = batch.labels.shape
+        scores = torch.zeros(b, t, self.task.ways, dtype=self.dtype, device=batch.labels.device)
+        for episode in range(b):
+            images, labels = batch.images[episode], batch.labels[episode]
+            for step in range(1, t):  # at step 0 every label is unseen: ν decides alone
+                clone = self.adapted(images[:step], labels[:step])
+                # x_t is scored in a batch with the prefix so that batch norm sees only the past.
+                scores[episode, step] = clone(images_to_float(images[: step + 1]).to(self.dtype))[-1]
+        return scores

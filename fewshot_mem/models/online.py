@@ -1,0 +1,77 @@
+"""How metric and gradient learners take part in the online protocol.
+
+At step t such a learner has seen the labelled prefix (x_1, y_1) .. (x_{t−1}, y_{t−1}).
+It scores each label seen in the prefix its own way (distance to a prototype,
+an adapted classifier). A label not yet seen has no evidence of its own, but it
+is not unlikely: the first time a class appears, its label is one of the unseen
+ones. So every unseen label gets the same *novelty score* ν, a single learned
+logit. With k unseen labels the learner thus puts probability
+k·e^ν / (k·e^ν + Σ_seen e^{s_c}) on "this is a new class", shared evenly among
+the unseen labels, and ν is fitted by maximum likelihood on training-class
+label-offset episodes after the learner itself has been trained
+(:meth:`NoveltyScoring.calibrate_novelty`), so it sits on the scale of the
+learner's own scores. Before calibration ν = 0.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.episodes import SequenceBatch
+
+
+def seen_counts(previous_codes: torch.Tensor) -> torch.Tensor:
+    """How often each label appeared among y_1..y_{t−1}: (B, T, N) one-hot codes -> (B, T, N).
+
+    ``previous_codes[:, t]`` encodes y_{t−1}, so a running sum over t counts the prefix.
+    """
+    return previous_codes.cumsum(dim=1)
+
+
+def with_novelty(seen_scores: torch.Tensor, counts: torch.Tensor, novelty: torch.Tensor) -> torch.Tensor:
+    """Scores of seen labels where counts > 0, the novelty score ν elsewhere: (B, T, N)."""
+    return torch.where(counts > 0, seen_scores, novelty.to(seen_scores.dtype).expand_as(seen_scores))
+
+
+class NoveltyScoring(nn.Module):
+    """Mixin for learners that score unseen labels with a calibrated novelty logit ν."""
+
+    supports_string_labels = False
+
+    def _init_novelty(self) -> None:
+        self.novelty = nn.Parameter(torch.zeros(()))  # ν, fitted by calibrate_novelty
+
+    def seen_scores(self, batch: SequenceBatch) -> torch.Tensor:
+        """(B, T, N) scores of every label from the prefix alone; only seen labels' are used."""
+        raise NotImplementedError
+
+    def online_logits(self, batch: SequenceBatch) -> torch.Tensor:
+        if batch.strings is not None:
+            raise ValueError(f"{type(self).__name__} takes part in the online protocol with one-hot labels only")
+        codes = batch.previous_codes.to(self.dtype)
+        return with_novelty(self.seen_scores(batch), seen_counts(codes), self.novelty)
+
+    def calibrate_novelty(self, batches: list[SequenceBatch], iterations: int = 50) -> float:
+        """Fits ν alone by maximum likelihood on ``batches`` (training classes); returns it.
+
+        The online log-likelihood is concave in ν, so L-BFGS finds its maximum.
+        """
+        self.eval()
+        with torch.no_grad():
+            cached = [(self.seen_scores(b), seen_counts(b.previous_codes.to(self.dtype)), b.labels) for b in batches]
+        novelty = self.novelty.detach().clone().requires_grad_()
+        optimizer = torch.optim.LBFGS([novelty], max_iter=iterations, line_search_fn="strong_wolfe")
+
+        def negative_log_likelihood() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = sum(F.cross_entropy(with_novelty(s, c, novelty).flatten(0, 1), y.flatten())
+                       for s, c, y in cached) / len(cached)
+            loss.backward()
+            return loss
+
+        optimizer.step(negative_log_likelihood)
+        with torch.no_grad():
+            self.novelty.copy_(novelty.detach())
+        return float(self.novelty)

@@ -1,0 +1,60 @@
+"""Prototypical networks (Snell, Swersky & Zemel 2017, "Prototypical Networks for Few-shot
+Learning", NeurIPS), on learn2learn's Conv-4 backbone."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import learn2learn as l2l
+import torch
+import torch.nn.functional as F
+
+from ..data.episodes import EpisodeBatch, SequenceBatch
+from .learner import Learner, Protocol, TaskSpec, images_to_float
+from .online import NoveltyScoring
+
+
+def squared_distances(queries: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+    """‖q − p‖² for (..., Q, D) queries and (..., N, D) prototypes -> (..., Q, N)."""
+    return (queries.unsqueeze(-2) - prototypes.unsqueeze(-3)).pow(2).sum(-1)
+
+
+class ProtoNetLearner(NoveltyScoring, Learner):
+    """Class prototypes are mean embeddings; scores are negative squared Euclidean distances.
+
+    Episodic: prototypes of the support set. Online: running prototypes of the
+    labelled prefix (cumulative sums, so every step costs O(1) more), and the
+    calibrated novelty score ν for labels not seen yet (see ``models.online``).
+
+    Args (defaults are the paper's):
+        task: ways, label encoding and image shape.
+        hidden_size: filters per conv block (64).
+        layers: conv blocks of 3×3 conv, batch norm, ReLU, 2×2 max-pool (4).
+    """
+
+    native_protocol: ClassVar[Protocol] = "episodic"
+
+    def __init__(self, task: TaskSpec, hidden_size: int = 64, layers: int = 4) -> None:
+        super().__init__(task)
+        self.embedding = l2l.vision.models.CNN4Backbone(hidden_size=hidden_size, layers=layers,
+                                                        channels=task.image_shape[0], max_pool=True)
+        self._init_novelty()
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, M, c, H, W) uint8 -> (B, M, D)."""
+        flat = images_to_float(images.flatten(0, 1)).to(self.dtype)
+        return self.embedding(flat).view(*images.shape[:2], -1)
+
+    def episodic_logits(self, batch: EpisodeBatch) -> torch.Tensor:
+        support, queries = self.embed(batch.support_images), self.embed(batch.query_images)  # (B, S, D), (B, Q, D)
+        members = F.one_hot(batch.support_labels, self.task.ways).to(support.dtype)  # (B, S, N)
+        prototypes = members.transpose(1, 2) @ support / members.sum(1).unsqueeze(-1)  # (B, N, D)
+        return -squared_distances(queries, prototypes)
+
+    def seen_scores(self, batch: SequenceBatch) -> torch.Tensor:
+        embedded = self.embed(batch.images)  # (B, T, D)
+        codes = batch.previous_codes.to(embedded.dtype)  # (B, T, N), codes[:, t] labels x_{t−1}
+        shown = torch.cat([torch.zeros_like(embedded[:, :1]), embedded[:, :-1]], dim=1)  # x_{t−1} at t
+        sums = (codes.unsqueeze(-1) * shown.unsqueeze(-2)).cumsum(dim=1)  # (B, T, N, D)
+        prototypes = sums / codes.cumsum(dim=1).clamp(min=1).unsqueeze(-1)  # running class means
+        return -(embedded.unsqueeze(-2) - prototypes).pow(2).sum(-1)  # (B, T, N)
