@@ -72,11 +72,12 @@ class Suite:
                 samplers[f"{self.ways}-way-{shots}-shot"] = self.episodic_sampler(test_pool, shots, self.test_seed)
         return samplers
 
-    def fingerprint(self, test_pool: ClassPool) -> str:
-        """sha256 of the suite's definition and of every frozen test episode."""
+    def fingerprint(self, test_pool: ClassPool, episodes: int | None = None) -> str:
+        """sha256 of the suite's definition and of every frozen test episode (or of the first
+        ``episodes`` of them, for quick checks that are not the suite's numbers)."""
         digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode())
         for table, sampler in sorted(self.test_samplers(test_pool).items()):
-            digest.update(f"{table}:{fingerprint(sampler, self.test_episodes)}".encode())
+            digest.update(f"{table}:{fingerprint(sampler, episodes or self.test_episodes)}".encode())
         return digest.hexdigest()
 
 
@@ -116,10 +117,10 @@ def get_suite(name: str) -> Suite:
     return suite
 
 
-def load_pools(suite: Suite, data_root=None, progress: bool = True) -> dict[str, ClassPool]:
+def load_pools(suite: Suite, data_root=None, progress: bool = True, download: bool = True) -> dict[str, ClassPool]:
     """The suite's train, val and test classes, materialized at its image size."""
     if suite.dataset == "omniglot":
-        omniglot = load_omniglot(data_root, progress=progress)
+        omniglot = load_omniglot(data_root, progress=progress, download=download)
         return {role: ClassPool.from_omniglot(omniglot, split, suite.image_size)
                 for role, split in (("train", suite.train_split), ("val", suite.val_split),
                                     ("test", suite.test_split))}

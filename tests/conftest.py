@@ -1,8 +1,10 @@
 """Shared fixtures: the real Omniglot, linked from ../shared/data (never written to).
 
-``FEWSHOT_MEM_DATA`` (set by ``make test``) names a data root whose decoded
-cache is reused between runs; without it the zips are linked into a temporary
-root and decoded once per session.
+The data root for the real-data tests is, in order:
+``$FEWSHOT_MEM_TEST_DATA_ROOT`` (a root whose cache survives between runs; the
+shared zips are linked into it if it has no Omniglot), ``$FEWSHOT_MEM_DATA`` if
+it holds Omniglot (``make test`` sets it to ``data/``), else a temporary root
+with links to the shared zips, decoded once per session.
 """
 
 from __future__ import annotations
@@ -12,31 +14,43 @@ from pathlib import Path
 
 import pytest
 
-from fewshot_mem.data.omniglot import load_omniglot
+from fewshot_mem.data.omniglot import describe_missing, load_omniglot
 from fewshot_mem.paths import DATA_ROOT_VARIABLE
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 OMNIGLOT_ZIPS = ("images_background.zip", "images_evaluation.zip")
+TEST_ROOT_VARIABLE = "FEWSHOT_MEM_TEST_DATA_ROOT"
 
 
 @pytest.fixture(scope="session")
 def shared_data_dir() -> Path:
-    if not (SHARED_DATA / "omniglot").is_dir():
-        pytest.skip(f"the shared data set is not at {SHARED_DATA}")
+    if not all((SHARED_DATA / "omniglot" / name).is_file() for name in OMNIGLOT_ZIPS):
+        pytest.skip(f"the shared Omniglot zips are not in {SHARED_DATA / 'omniglot'}")
     return SHARED_DATA
+
+
+def link_shared_omniglot(shared_data_dir: Path, root: Path) -> Path:
+    """Links the shared zips into ``root/omniglot/`` (the shared folder is only read)."""
+    if root.resolve().is_relative_to(shared_data_dir.resolve()):
+        raise pytest.UsageError(f"{TEST_ROOT_VARIABLE} must not point into the shared data ({shared_data_dir})")
+    (root / "omniglot").mkdir(parents=True, exist_ok=True)
+    for name in OMNIGLOT_ZIPS:
+        link = root / "omniglot" / name
+        if not link.exists() and not link.is_symlink():
+            link.symlink_to((shared_data_dir / "omniglot" / name).resolve())
+    return root
 
 
 @pytest.fixture(scope="session")
 def omniglot_root(shared_data_dir, tmp_path_factory) -> Path:
+    if os.environ.get(TEST_ROOT_VARIABLE):
+        root = Path(os.environ[TEST_ROOT_VARIABLE])
+        return root if not describe_missing(root) else link_shared_omniglot(shared_data_dir, root)
     configured = os.environ.get(DATA_ROOT_VARIABLE)
-    if configured and all((Path(configured) / "omniglot" / name).exists() for name in OMNIGLOT_ZIPS):
+    if configured and not describe_missing(configured):
         return Path(configured)
-    root = tmp_path_factory.mktemp("data")
-    (root / "omniglot").mkdir()
-    for name in OMNIGLOT_ZIPS:
-        (root / "omniglot" / name).symlink_to(shared_data_dir / "omniglot" / name)
-    return root
+    return link_shared_omniglot(shared_data_dir, tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="session")

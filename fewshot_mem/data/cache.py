@@ -1,62 +1,198 @@
 """Versioned on-disk caches, written atomically.
 
-A cache is a directory holding arrays (``.npy``) and ``meta.json`` with a
-``version`` and the fingerprint of the source it was built from. It is built
-in a temporary directory beside its final place and renamed into place, so a
-crash or a full disk never leaves a cache that looks complete.
+A cache is a directory of arrays (``<name>.npy``) and ``meta.json``, which
+holds a format ``version``, a ``key`` (the fingerprint of what the cache was
+built from) and whatever else its data set records. It is built in a staging
+directory beside its final place and renamed into place only once complete, so
+a crash, a full disk or bad input never leaves a cache that looks complete.
+
+    with cache.staged(directory, version=1, key=fingerprint) as stage:
+        np.save(stage.path / "images.npy", images)
+        stage.meta["classes"] = names
+    images = cache.load_array(directory, "images", mmap=True)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
+import socket
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from ..errors import CacheError
 
 META = "meta.json"
+_STAGING = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<host>[^-]+)-(?P<pid>\d+)-[0-9a-f]+$")
+
+
+@dataclass
+class Stage:
+    """An empty directory to fill; ``meta`` is written to ``meta.json`` on success."""
+
+    path: Path
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def read_meta(directory: Path) -> dict[str, Any] | None:
+    """The cache's metadata, or None when there is no readable ``meta.json``."""
     try:
-        return json.loads((directory / META).read_text())
+        meta = json.loads((Path(directory) / META).read_text())
     except (OSError, ValueError):
         return None
+    return meta if isinstance(meta, dict) else None
 
 
-def is_current(directory: Path, version: int, source: Any) -> bool:
+def is_current(directory: Path, version: int, key: Any) -> bool:
+    """True if ``directory`` is a complete cache of this ``version`` built from ``key``."""
     meta = read_meta(directory)
-    return meta is not None and meta.get("version") == version and meta.get("source") == source
-
-
-def write_cache(directory: Path, version: int, source: Any, arrays: dict[str, np.ndarray],
-                meta: dict[str, Any]) -> None:
-    """Writes ``arrays`` and ``meta`` as a complete cache at ``directory`` or raises CacheError."""
-    parent = directory.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=parent))
-    except OSError as error:
-        raise CacheError(f"cannot write the cache in {parent}: {error.strerror or error}. "
-                         "Make it writable, or choose another data root with --data-root "
-                         "or FEWSHOT_MEM_DATA.") from error
-    try:
-        for name, array in arrays.items():
-            np.save(staging / f"{name}.npy", array)
-        (staging / META).write_text(json.dumps({**meta, "version": version, "source": source}))
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(staging, directory)
-    except OSError as error:
-        raise CacheError(f"cannot write the cache {directory}: {error.strerror or error}") from error
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    return meta is not None and meta.get("version") == version and meta.get("key") == _jsonable(key)
 
 
 def load_array(directory: Path, name: str, mmap: bool = False) -> np.ndarray:
-    return np.load(directory / f"{name}.npy", mmap_mode="r" if mmap else None)
+    """Loads ``<name>.npy``; read-only, memory-mapped if ``mmap``."""
+    array = np.load(Path(directory) / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+    if not mmap:
+        array.setflags(write=False)  # shared by every caller: nobody may change it in place
+    return array
+
+
+@contextmanager
+def staged(directory: Path, version: int, key: Any) -> Iterator[Stage]:
+    """Builds a cache at ``directory``: yields a staging directory, then renames it into place.
+
+    The staging directory is created first, so an unwritable location is
+    reported before any expensive work. If the block raises, everything this
+    created (staging directory and any parent folders) is removed and the
+    exception propagates; an existing cache at ``directory`` is untouched.
+    On success a cache at ``directory`` is replaced, unless another process
+    committed one for the same ``key`` meanwhile: that one is kept.
+
+    Raises:
+        CacheError: the cache cannot be written: the staging directory cannot
+            be made (the block does not run), or the block or the commit hits
+            an OSError (the block is expected to only write into the stage);
+            nothing is left behind.
+    """
+    directory = Path(directory)
+    # A cache that is current already is being rebuilt on purpose (it is damaged): replace it. One
+    # that becomes current while we build was committed by another process: keep theirs.
+    replace_current = is_current(directory, version, key)
+    created = _make_parents(directory.parent)
+    try:
+        _remove_abandoned_stages(directory)
+        staging = directory.with_name(
+            f".{directory.name}.tmp-{_host()}-{os.getpid()}-{secrets.token_hex(4)}")
+        staging.mkdir()
+    except OSError as error:
+        _remove_empty(created)
+        raise _unwritable(directory.parent, error) from error
+    stage = Stage(staging)
+    try:
+        try:
+            yield stage
+            (staging / META).write_text(json.dumps({**stage.meta, "version": version, "key": _jsonable(key)}))
+            _commit(staging, directory, version, key, replace_current)
+        except OSError as error:  # the block only writes here: its OSErrors are ours to explain
+            raise _unwritable(directory.parent, error) from error
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # a no-op after a successful commit
+        if not directory.exists():
+            _remove_empty(created)
+
+
+def remove_other_versions(directory: Path, pattern: str) -> None:
+    """Deletes sibling caches whose names match ``pattern`` (a regex), except ``directory``.
+
+    Only directories holding a ``meta.json`` are removed: they are caches this
+    code wrote (for an older format), never user data.
+    """
+    directory = Path(directory)
+    for sibling in directory.parent.iterdir():
+        if sibling.name != directory.name and re.fullmatch(pattern, sibling.name) and (sibling / META).is_file():
+            shutil.rmtree(sibling, ignore_errors=True)
+
+
+def _commit(staging: Path, directory: Path, version: int, key: Any, replace_current: bool) -> None:
+    """Moves ``staging`` to ``directory``; a cache there is moved aside, then deleted."""
+    if not replace_current and is_current(directory, version, key):  # theirs may be in use already
+        return
+    aside = directory.with_name(f".{directory.name}.old-{secrets.token_hex(4)}")
+    try:
+        os.rename(directory, aside)
+    except FileNotFoundError:
+        aside = None
+    try:
+        os.rename(staging, directory)
+    except OSError:
+        # Another process may have committed the same cache meanwhile: theirs is as good as ours.
+        if not is_current(directory, version, key):
+            raise
+    finally:
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+
+
+def _remove_abandoned_stages(directory: Path) -> None:
+    """Removes staging directories left by killed processes of this host (never live ones)."""
+    for candidate in directory.parent.glob(f".{directory.name}.tmp-*"):
+        match = _STAGING.match(candidate.name)
+        if match and match["host"] == _host() and not _alive(int(match["pid"])):
+            shutil.rmtree(candidate, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname()) or "host"
+
+
+def _make_parents(directory: Path) -> list[Path]:
+    """Creates ``directory`` and missing parents; returns those it created, deepest first."""
+    missing = []
+    for candidate in (directory, *directory.parents):
+        if candidate.exists() or candidate.is_symlink():
+            break
+        missing.append(candidate)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        _remove_empty(missing)
+        raise _unwritable(directory, error) from error
+    return missing
+
+
+def _remove_empty(directories: list[Path]) -> None:
+    for directory in directories:
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+
+
+def _unwritable(where: Path, error: OSError) -> CacheError:
+    reason = "a file is in the way of a folder" if isinstance(error, (FileExistsError, NotADirectoryError)) \
+        else error.strerror or str(error)
+    return CacheError(f"cannot write the cache in {where}: {reason}. Make that folder "
+                      "writable (or free some space), or choose another data root with --data-root or "
+                      "FEWSHOT_MEM_DATA; nothing was kept.")
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists), so keys compare equal."""
+    return json.loads(json.dumps(value))

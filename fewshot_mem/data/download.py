@@ -1,7 +1,8 @@
-"""Verified downloads: stream to a ``.part`` file, check the digest, then rename.
+"""Verified downloads: stream to a ``.part`` file beside the target, check the digest, rename.
 
-A failed, interrupted or mismatching download leaves nothing behind, so the
-next attempt starts clean and a half file is never mistaken for data.
+A failed, interrupted or mismatching download leaves nothing behind (no
+partial file, no folder it had to create), so the next attempt starts clean
+and a half file is never mistaken for data.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import secrets
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,51 +20,130 @@ from tqdm.auto import tqdm
 from ..errors import DownloadError
 
 CHUNK = 1 << 20
+ALGORITHMS = ("md5", "sha256")
+USER_AGENT = "fewshot-mem"
 
 
-def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    digest = hashlib.new(algorithm)
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in chunks."""
+    digest = hashlib.new(_checked(algorithm))
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def download(url: str, target: Path, checksum: str, algorithm: str = "sha256", *,
+def download(url: str, target: str | os.PathLike, checksum: str, algorithm: str = "sha256", *,
              timeout: float = 30.0, progress: bool = True) -> Path:
-    """Downloads ``url`` to ``target`` if its ``algorithm`` digest equals ``checksum``.
+    """Downloads ``url`` to ``target``, keeping it only if its ``algorithm`` digest is ``checksum``.
+
+    Args:
+        url: what to fetch (any scheme urllib handles).
+        target: the final file; its folder is created if needed.
+        checksum: expected hex digest (case-insensitive).
+        algorithm: "md5" or "sha256".
+        timeout: seconds to wait for the connection and for each read.
+        progress: show a tqdm bar.
 
     Raises:
-        DownloadError: on any network error, a short body, or a digest
-            mismatch; the partial file is removed first.
+        DownloadError: on any network error, an HTTP error status, a short
+            body, or a digest mismatch; the partial file (and any folder
+            created for it) is removed first.
+        ValueError: for an unknown ``algorithm`` (a programming error, raised
+            before anything is fetched).
     """
+    algorithm = _checked(algorithm)
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
-    digest = hashlib.new(algorithm)
+    created = _make_dirs(target.parent)
+    partial: Path | None = None
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
-            expected = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=expected, unit="B", unit_scale=True, desc=target.name, disable=not progress) as bar:
-                received = 0
-                for chunk in iter(lambda: response.read(CHUNK), b""):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-        if expected is not None and received != expected:
-            raise DownloadError(f"download of {url} stopped after {received} of {expected} bytes")
-        if digest.hexdigest() != checksum.lower():
-            raise DownloadError(f"{url} does not match its {algorithm}: expected {checksum}, "
-                                f"got {digest.hexdigest()}")
+        # A unique name lets concurrent downloads coexist; open() (not mkstemp) keeps the umask's mode.
+        partial = target.with_name(f"{target.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
+        with open(partial, "xb") as out:
+            actual = _stream(url, out, algorithm, timeout, progress, target.name)
+        if actual != checksum.strip().lower():
+            raise DownloadError(f"download of {url} does not match its {algorithm}: "
+                                f"expected {checksum}, got {actual}; nothing was kept")
         os.replace(partial, target)
     except DownloadError:
-        partial.unlink(missing_ok=True)
+        _discard(partial, created)
         raise
-    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
-        partial.unlink(missing_ok=True)
-        raise DownloadError(f"could not download {url}: {error}") from error
-    except BaseException:
-        partial.unlink(missing_ok=True)
+    except Exception as error:
+        _discard(partial, created)
+        raise DownloadError(f"could not download {url}: {_reason(error)}") from error
+    except BaseException:  # KeyboardInterrupt too: never leave a half file
+        _discard(partial, created)
         raise
     return target
+
+
+def _discard(partial: Path | None, created: list[Path]) -> None:
+    if partial is not None:
+        partial.unlink(missing_ok=True)
+    _remove_dirs(created)
+
+
+def _stream(url: str, out, algorithm: str, timeout: float, progress: bool, label: str) -> str:
+    """Copies the body of ``url`` into ``out``; returns its digest. Raises on a short body."""
+    digest = hashlib.new(algorithm)
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        expected = _content_length(response)
+        received = 0
+        with tqdm(total=expected, unit="B", unit_scale=True, desc=label, disable=not progress) as bar:
+            for chunk in iter(lambda: response.read(CHUNK), b""):
+                out.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+    # http.client returns a short body without complaint when the server hangs up early.
+    if expected is not None and received != expected:
+        raise DownloadError(f"download of {url} stopped after {received} of {expected} bytes "
+                            "(the connection was closed); nothing was kept")
+    return digest.hexdigest()
+
+
+def _content_length(response) -> int | None:
+    try:
+        return int(response.headers["Content-Length"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}"
+    if isinstance(error, urllib.error.URLError):
+        return str(error.reason)
+    if isinstance(error, http.client.IncompleteRead):
+        return f"the connection was closed after {len(error.partial)} bytes"
+    return f"{type(error).__name__}: {error}"
+
+
+def _checked(algorithm: str) -> str:
+    algorithm = algorithm.lower()
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unsupported checksum algorithm {algorithm!r}; use one of {ALGORITHMS}")
+    return algorithm
+
+
+def _make_dirs(directory: Path) -> list[Path]:
+    """Creates ``directory`` and missing parents; returns those it created, deepest first."""
+    missing = []
+    for candidate in (directory, *directory.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DownloadError(f"cannot create {directory} for a download: {error.strerror or error}") from error
+    return missing
+
+
+def _remove_dirs(directories: list[Path]) -> None:
+    for directory in directories:  # deepest first; stops being useful at the first non-empty one
+        try:
+            directory.rmdir()
+        except OSError:
+            return

@@ -74,4 +74,4 @@ class NoveltyScoring(nn.Module):
         optimizer.step(negative_log_likelihood)
         with torch.no_grad():
             self.novelty.copy_(novelty.detach())
-        return float(self.novelty)
+        return float(self.novelty.detach())

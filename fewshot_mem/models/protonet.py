@@ -47,7 +47,8 @@ class ProtoNetLearner(NoveltyScoring, Learner):
 
     def episodic_logits(self, batch: EpisodeBatch) -> torch.Tensor:
         support, queries = self.embed(batch.support_images), self.embed(batch.query_images)  # (B, S, D), (B, Q, D)
-        members = F.one_hot(batch.support_labels, self.task.ways).to(support.dtype)  # (B, S, N)
+        ways = batch.classes.shape[1]  # training episodes may have more ways than the task (60 vs 5)
+        members = F.one_hot(batch.support_labels, ways).to(support.dtype)  # (B, S, N)
         prototypes = members.transpose(1, 2) @ support / members.sum(1).unsqueeze(-1)  # (B, N, D)
         return -squared_distances(queries, prototypes)
 

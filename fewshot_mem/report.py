@@ -1,0 +1,107 @@
+"""Results as people read them: terminal and Markdown tables, JSON files, and plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .evaluate import INSTANCE_POSITIONS
+
+ORDINALS = {1: "1st", 2: "2nd", 3: "3rd"}
+
+
+def ordinal(n: int) -> str:
+    return ORDINALS.get(n, f"{n}th")
+
+
+def _cell(estimate: dict | None) -> str:
+    return "–" if estimate is None else f"{100 * estimate['mean']:.1f} ± {100 * estimate['ci95']:.1f}"
+
+
+def online_rows(results: list[dict]) -> tuple[list[str], list[list[str]]]:
+    header = ["model"] + [ordinal(p) for p in INSTANCE_POSITIONS]
+    rows = []
+    for result in results:
+        online = result["tables"].get("online")
+        if online is None:
+            continue
+        estimates = online["estimates"]
+        rows.append([result["model"]] + [_cell(estimates.get(f"instance_{p}")) for p in INSTANCE_POSITIONS])
+    return header, rows
+
+
+def episodic_rows(results: list[dict]) -> tuple[list[str], list[list[str]]]:
+    tables = sorted({name for r in results for name in r["tables"] if name != "online"})
+    rows = [[r["model"]] + [_cell(r["tables"][t]["estimates"][t]) if t in r["tables"] else "–" for t in tables]
+            for r in results if any(t in r["tables"] for t in tables)]
+    return ["model"] + tables, rows
+
+
+def terminal_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
+    line = lambda cells: "  ".join(str(c).rjust(w) if i else str(c).ljust(w)  # noqa: E731
+                                   for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows)])
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([" --- "] + [" ---: "] * (len(header) - 1)) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def render(results: list[dict], markdown: bool = False) -> str:
+    """Both tables of a suite's results, as text or Markdown, accuracies in % ± 95% CI."""
+    table = markdown_table if markdown else terminal_table
+    parts = []
+    suite = results[0]["suite"] if results else "?"
+    header, rows = online_rows(results)
+    if rows:
+        parts.append(f"{suite}: online protocol, accuracy (%) by instance position, ± 95% CI\n\n" + table(header, rows))
+    header, rows = episodic_rows(results)
+    if rows:
+        parts.append(f"{suite}: episodic protocol, query accuracy (%), ± 95% CI\n\n" + table(header, rows))
+    return "\n\n".join(parts)
+
+
+def write_json(result: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(result, indent=1))
+    temporary.replace(path)
+    return path
+
+
+def plot_instance_accuracy(results: list[dict], path: Path) -> Path | None:
+    """Accuracy against instance position, one line per model, with 95% CI bands."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = []
+    for result in results:
+        online = result["tables"].get("online")
+        if online:
+            positions = sorted(int(k.split("_")[1]) for k in online["estimates"])
+            means = [online["estimates"][f"instance_{p}"]["mean"] * 100 for p in positions]
+            cis = [online["estimates"][f"instance_{p}"]["ci95"] * 100 for p in positions]
+            curves.append((result["model"], positions, means, cis))
+    if not curves:
+        return None
+    figure, axes = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for model, positions, means, cis in curves:
+        axes.plot(positions, means, marker="o", label=model)
+        axes.fill_between(positions, [m - c for m, c in zip(means, cis)], [m + c for m, c in zip(means, cis)],
+                          alpha=0.2)
+    axes.set_xlabel("instance (n-th appearance of the class in the episode)")
+    axes.set_ylabel("accuracy (%)")
+    axes.set_xticks(sorted({p for _, ps, _, _ in curves for p in ps}))
+    axes.set_ylim(0, 100)
+    axes.grid(alpha=0.3)
+    axes.set_title(f"{results[0]['suite']}: online protocol")
+    axes.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path

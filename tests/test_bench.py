@@ -1,0 +1,54 @@
+"""The bench CLI end to end at the smoke budget, and its answers to bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fewshot_mem.bench import main
+from fewshot_mem.suites import SUITES, get_suite, UnknownSuiteError
+
+
+def test_smoke_run_trains_evaluates_reports_and_reuses(omniglot_root, tmp_path, capsys):
+    args = ["--suite", "omniglot-5way", "--models", "lstm,protonet", "--budget", "smoke", "--data-root",
+            str(omniglot_root), "--out", str(tmp_path), "--quiet", "--test-episodes", "20"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "online protocol" in first and "episodic protocol" in first and "5-way-1-shot" in first
+    results = sorted((tmp_path / "omniglot-5way@1" / "results").glob("*.json"))
+    assert [p.name for p in results] == ["lstm-smoke-seed0.json", "protonet-smoke-seed0.json"]
+    lstm = json.loads(results[0].read_text())
+    assert lstm["suite"] == "omniglot-5way@1" and lstm["budget"] == "smoke"
+    assert len(lstm["tables"]["online"]["per_episode"]["instance_2"]) == 20
+    assert list((tmp_path / "omniglot-5way@1").glob("*.png"))
+    assert main(args) == 0  # second run: checkpoints reused, identical numbers
+    second = capsys.readouterr().out
+    assert "reusing the finished run" in second
+    assert json.loads(results[0].read_text())["tables"] == lstm["tables"]
+    assert first.split("\n\n", 1)[1].split("suite ")[0] == second.split("\n\n", 1)[1].split("suite ")[0]
+
+
+@pytest.mark.parametrize("argument, complaint", [
+    (["--suite", "omniglot-7way"], "available: omniglot-5way@1"),
+    (["--models", "transformer"], "unknown model 'transformer'"),
+    (["--suite", "miniimagenet-5way-1shot"], "mini"),
+])
+def test_bad_input_exits_non_zero_with_a_message(argument, complaint, tmp_path, capsys, omniglot_root):
+    assert main(argument + ["--out", str(tmp_path), "--data-root", str(omniglot_root), "--quiet"]) == 2
+    assert complaint in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_missing_data_says_how_to_get_it(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    assert main(["--models", "lstm", "--data-root", str(empty), "--out", str(tmp_path / "out"), "--quiet",
+                 "--no-download"]) == 2
+    assert "images_background.zip" in capsys.readouterr().err
+
+
+def test_suites_have_versions_and_resolve_by_id():
+    for suite in SUITES.values():
+        assert get_suite(suite.id) is suite and get_suite(suite.name) is suite
+    with pytest.raises(UnknownSuiteError):
+        get_suite("omniglot-5way@99")
