@@ -74,6 +74,11 @@ def test_steps_and_addressing_never_loop_in_python(function):
     assert not loops, f"{function.__qualname__} loops in Python (line {loops[0].lineno})"
 
 
+@pytest.mark.parametrize("name", ["mann", "ntm"])
+def test_feedforward_controllers_honour_the_contract_too(name):
+    check_learner(name, {**TINY[name], "controller": "feedforward"})
+
+
 def test_unknown_model_lists_the_valid_names():
     with pytest.raises(UnknownModelError, match="mann.*ntm|available"):
         resolve("transformer")

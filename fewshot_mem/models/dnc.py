@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..memory import addressing, dnc as dnc_memory
+from .controller import Controller
 from .encoders import build_encoder
 from .learner import SequenceLearner, State, TaskSpec
 
@@ -39,8 +40,8 @@ class DNC(SequenceLearner):
         self.memory_slots, self.memory_width, self.read_heads = memory_slots, memory_width, read_heads
         self.controller_size = controller_size
         self.encoder = build_encoder(image_encoder, task.image_shape)
-        self.controller = nn.LSTMCell(self.encoder.output_size + task.code_size + read_heads * memory_width,
-                                      controller_size)
+        self.controller = Controller("lstm", self.encoder.output_size + task.code_size + read_heads * memory_width,
+                                     controller_size)
         w, r = memory_width, read_heads
         self.interface_sizes = (r * w, r, w, 1, w, w, r, 1, 1, 3 * r)
         self.interface = nn.Linear(controller_size, sum(self.interface_sizes))

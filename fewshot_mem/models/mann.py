@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..memory import addressing, lru
+from .controller import Controller
 from .encoders import build_encoder
 from .learner import SequenceLearner, State, TaskSpec
 
@@ -39,18 +40,11 @@ class MANN(SequenceLearner):
                  memory_width: int = 40, read_heads: int = 4, usage_decay: float = 0.95,
                  controller: str = "lstm", image_encoder: str = "flatten") -> None:
         super().__init__(task)
-        if controller not in ("lstm", "feedforward"):
-            raise ValueError(f"unknown controller {controller!r}: use 'lstm' or 'feedforward'")
         self.memory_slots, self.memory_width = memory_slots, memory_width
-        self.read_heads, self.usage_decay = read_heads, usage_decay
-        self.controller_kind = controller
+        self.read_heads, self.usage_decay, self.controller_size = read_heads, usage_decay, controller_size
         self.encoder = build_encoder(image_encoder, task.image_shape)
         inputs = self.encoder.output_size + task.code_size + read_heads * memory_width
-        if controller == "lstm":
-            self.controller = nn.LSTMCell(inputs, controller_size)
-        else:
-            self.controller = nn.Sequential(nn.Linear(inputs, controller_size), nn.ReLU())
-        self.controller_size = controller_size
+        self.controller = Controller(controller, inputs, controller_size)
         # All heads' keys and gates in one projection: (H·W keys, H gates).
         self.interface = nn.Linear(controller_size, read_heads * (memory_width + 1))
         self.readout = nn.Linear(controller_size + read_heads * memory_width, task.output_size)
@@ -75,10 +69,7 @@ class MANN(SequenceLearner):
              ) -> tuple[torch.Tensor, State]:
         hidden, cell, memory, read_w, usage, least_used, reads = state
         inputs = torch.cat([features, previous_code, reads], dim=-1)
-        if self.controller_kind == "lstm":
-            hidden, cell = self.controller(inputs, (hidden, cell))
-        else:
-            hidden = self.controller(inputs)
+        hidden, cell = self.controller(inputs, (hidden, cell))
         b, h, w = hidden.shape[0], self.read_heads, self.memory_width
         interface = self.interface(hidden)
         keys = torch.tanh(interface[:, : h * w]).view(b, h, w)  # (B, R, W)

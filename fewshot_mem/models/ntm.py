@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..memory import addressing
+from .controller import Controller
 from .encoders import build_encoder
 from .learner import SequenceLearner, State, TaskSpec
 
@@ -43,16 +44,11 @@ class NTM(SequenceLearner):
                  memory_width: int = 20, read_heads: int = 1, shift_range: int = 3,
                  controller: str = "lstm", image_encoder: str = "flatten") -> None:
         super().__init__(task)
-        if controller not in ("lstm", "feedforward"):
-            raise ValueError(f"unknown controller {controller!r}: use 'lstm' or 'feedforward'")
         self.memory_slots, self.memory_width, self.read_heads = memory_slots, memory_width, read_heads
-        self.shift_range, self.controller_kind, self.controller_size = shift_range, controller, controller_size
+        self.shift_range, self.controller_size = shift_range, controller_size
         self.encoder = build_encoder(image_encoder, task.image_shape)
         inputs = self.encoder.output_size + task.code_size + read_heads * memory_width
-        if controller == "lstm":
-            self.controller = nn.LSTMCell(inputs, controller_size)
-        else:
-            self.controller = nn.Sequential(nn.Linear(inputs, controller_size), nn.ReLU())
+        self.controller = Controller(controller, inputs, controller_size)
         heads = read_heads + 1
         # Per head: key W, β, g, γ and S shift logits; the write head adds erase W and add W.
         self.head_size = memory_width + 3 + shift_range
@@ -89,10 +85,7 @@ class NTM(SequenceLearner):
              ) -> tuple[torch.Tensor, State]:
         hidden, cell, memory, weights, reads = state
         inputs = torch.cat([features, previous_code, reads], dim=-1)
-        if self.controller_kind == "lstm":
-            hidden, cell = self.controller(inputs, (hidden, cell))
-        else:
-            hidden = self.controller(inputs)
+        hidden, cell = self.controller(inputs, (hidden, cell))
         keys, strength, gate, shift, sharpness, erase, add = self._head_parameters(self.interface(hidden))
         weights = addressing.ntm_address(memory, keys, strength, gate, shift, sharpness, weights)
         read_w, write_w = weights[:, :-1], weights[:, -1:]  # (B, R, N), (B, 1, N)
