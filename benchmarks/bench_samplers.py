@@ -31,7 +31,7 @@ def rate(draw: Callable[[int], int], seconds: float) -> float:
 
 
 def learn2learn_rate(pool: ClassPool, ways: int, shots: int, queries: int, seconds: float) -> float:
-    import learn2learn as l2l
+    from fewshot_mem.models.l2l import learn2learn as l2l
     from learn2learn.data.transforms import KShots, LoadData, NWays, RemapLabels
 
     images = pool.images.flatten(0, 1).float().div_(255)  # learn2learn tasks hold float tensors

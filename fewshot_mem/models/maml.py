@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import learn2learn as l2l
+from .l2l import learn2learn as l2l
 import torch
 import torch.nn.functional as F
 from torch import nn
