@@ -9,6 +9,7 @@ from .l2l import learn2learn as l2l
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call, grad, vmap
 
 from ..data.episodes import EpisodeBatch, SequenceBatch
 from .learner import Learner, Protocol, TaskSpec, images_to_float
@@ -91,12 +92,30 @@ class MAMLLearner(NoveltyScoring, Learner):
         return torch.stack(scores)  # (B, N·Q, N)
 
     def seen_scores(self, batch: SequenceBatch) -> torch.Tensor:
-        b, t = batch.labels.shape
-        scores = torch.zeros(b, t, self.task.ways, dtype=self.dtype, device=batch.labels.device)
-        for episode in range(b):
-            images, labels = batch.images[episode], batch.labels[episode]
-            for step in range(1, t):  # at step 0 every label is unseen: ν decides alone
-                clone = self.adapted(images[:step], labels[:step])
-                # x_t is scored in a batch with the prefix so that batch norm sees only the past.
-                scores[episode, step] = clone(images_to_float(images[: step + 1]).to(self.dtype))[-1]
+        """Adapts on each prefix and scores the next image, all episodes of the batch at once.
+
+        learn2learn adapts one module at a time, so the online path takes the same
+        functional view it uses internally (parameters minus α·gradient) and
+        vectorizes it over episodes with ``torch.func``; the episodic path above
+        stays on ``MAML.clone()`` / ``adapt()``.
+        """
+        module, steps, alpha = self.maml.module, self._steps(), self.maml.lr
+        parameters = dict(module.named_parameters())
+        images = images_to_float(batch.images).to(self.dtype)  # (B, T, c, H, W)
+        labels = batch.labels  # (B, T)
+
+        def support_loss(weights, inputs, targets):
+            return F.cross_entropy(functional_call(module, weights, (inputs,)), targets)
+
+        def adapt_and_score(weights, prefix, prefix_labels, seen_so_far):
+            for _ in range(steps):
+                gradients = grad(support_loss)(weights, prefix, prefix_labels)
+                weights = {name: w - alpha * gradients[name] for name, w in weights.items()}
+            # x_t is scored in one batch with the prefix so that batch norm sees only the past.
+            return functional_call(module, weights, (seen_so_far,))[-1]
+
+        per_episode = vmap(adapt_and_score, in_dims=(None, 0, 0, 0), randomness="same")
+        scores = images.new_zeros(*labels.shape, self.task.ways)
+        for step in range(1, labels.shape[1]):  # at step 0 every label is unseen: ν decides alone
+            scores[:, step] = per_episode(parameters, images[:, :step], labels[:, :step], images[:, : step + 1])
         return scores
