@@ -99,7 +99,7 @@ def plot_instance_accuracy(results: list[dict], path: Path) -> Path | None:
     axes.set_ylim(0, 100)
     axes.grid(alpha=0.3)
     axes.set_title(f"{results[0]['suite']}: online protocol")
-    axes.legend()
+    axes.legend(loc="center right")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
