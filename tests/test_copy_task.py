@@ -9,7 +9,8 @@ def test_copy_batches_frame_the_sequence():
     batch = copy_batch(4, 3, torch.Generator().manual_seed(0))
     assert batch.inputs.shape == (4, 8, BITS + 2) and batch.targets.shape == (4, 3, BITS)
     assert torch.equal(batch.inputs[:, 1:4, :BITS], batch.targets)
-    assert torch.equal(batch.inputs[:, 0, BITS], torch.ones(4)) and torch.equal(batch.inputs[:, 4, BITS + 1], torch.ones(4))
+    assert torch.equal(batch.inputs[:, 0, BITS], torch.ones(4))  # start flag
+    assert torch.equal(batch.inputs[:, 4, BITS + 1], torch.ones(4))  # end flag
     assert batch.inputs[:, 5:].abs().sum() == 0  # the answer phase gives nothing away
 
 

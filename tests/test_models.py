@@ -67,10 +67,13 @@ STEP_FUNCTIONS = [mann.MANN.step, ntm.NTM.step, dnc.DNC.step, lstm.LSTMLearner.r
                     for _, f in inspect.getmembers(module, inspect.isfunction) if f.__module__ == module.__name__]]
 
 
+LOOPS = (ast.For, ast.While, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
 @pytest.mark.parametrize("function", STEP_FUNCTIONS, ids=lambda f: f.__qualname__)
 def test_steps_and_addressing_never_loop_in_python(function):
     tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
-    loops = [node for node in ast.walk(tree) if isinstance(node, (ast.For, ast.While, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp))]
+    loops = [node for node in ast.walk(tree) if isinstance(node, LOOPS)]
     assert not loops, f"{function.__qualname__} loops in Python (line {loops[0].lineno})"
 
 
