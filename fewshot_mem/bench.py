@@ -4,6 +4,8 @@ episodes, print the tables people cite, and write the results JSON and plot.
     python -m fewshot_mem.bench --suite omniglot-5way [--models mann,lstm] [--budget quick]
         [--seed 0] [--data-root DIR] [--out runs/] [--device cpu|cuda] [--eval-only]
         [--resume] [--wandb] [--list]
+    python -m fewshot_mem.bench --cite SUITE [--models ...]   # BibTeX for a suite's numbers
+    torchrun --nproc_per_node=P -m fewshot_mem.bench ...      # the same, on P processes (README)
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, distributed
 from .budgets import recipe
+from .citation import cite, models_in_results
 from .data.episodes import ClassPool
 from .errors import FewshotMemError
 from .evaluate import evaluate_episodic, evaluate_online
@@ -45,7 +48,7 @@ def git_commit() -> str:
 
 def hardware(device: str) -> dict:
     info = {"platform": platform.platform(), "processor": platform.machine(), "cpu_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "device": device}
+            "torch": torch.__version__, "device": device, "processes": distributed.world_size()}
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -69,17 +72,41 @@ def _validator(suite: Suite, protocol: str, val_pool: ClassPool, episodes: int, 
         f"{suite.ways}-way-{suite.shots[0]}-shot"].mean
 
 
+def evaluate_on_suite(learner: Learner, suite: Suite, pools: dict[str, ClassPool], episodes: int | None = None,
+                      device: str = "cpu", progress: bool = False) -> dict[str, dict]:
+    """Every table of ``suite`` for a trained learner, as the results JSON stores them.
+
+    The one evaluation path of the bench and of ``leaderboard verify``, so a re-evaluated
+    checkpoint is scored exactly as it was when submitted: learners with a novelty score ν
+    are calibrated first (on training-class episodes, deterministically from the
+    checkpoint's weights), then scored on the first ``episodes`` (default: all) frozen test
+    episodes of each table.
+    """
+    learner.to(device)
+    if isinstance(learner, NoveltyScoring) and "online" in suite.protocols:
+        calibration = suite.online_sampler(pools["train"], seed=suite.validation_seed + 1)
+        learner.calibrate_novelty([calibration.batch(np.arange(CALIBRATION_EPISODES)).to(device)])
+    tables = {}
+    for table, sampler in suite.test_samplers(pools["test"]).items():
+        evaluate = evaluate_online if table == "online" else evaluate_episodic
+        tables[table] = evaluate(learner, sampler, episodes or suite.test_episodes, device=device,
+                                 progress=progress).to_json()
+    return tables
+
+
 def run_model(model: str, suite: Suite, pools: dict[str, ClassPool], fingerprint: str, args) -> dict:
     model_recipe = recipe(model, suite, args.budget)
     run_dir = Path(args.out) / suite.id / model.replace(":", "_") / f"{args.budget}-seed{args.seed}"
     torch.manual_seed(args.seed)
     learner: Learner = create(model, suite.task(), **model_recipe.hyperparameters)
     train_seconds, summary = 0.0, None
+    # Rank 0 reads the run directory and tells the other ranks (distributed.from_main).
     if args.eval_only:
-        if not (run_dir / "best.pt").exists():
+        if not distributed.from_main((run_dir / "best.pt").exists):
             raise FewshotMemError(f"--eval-only: no checkpoint for {model} in {run_dir}; train it first")
-    elif is_complete(run_dir, model_recipe.config) and not args.resume:
-        print(f"[{model}] reusing the finished run in {run_dir}")
+    elif distributed.from_main(is_complete, run_dir, model_recipe.config) and not args.resume:
+        if distributed.is_main():
+            print(f"[{model}] reusing the finished run in {run_dir}")
     else:
         sampler = _training_sampler(suite, model_recipe, pools["train"], args.seed)
         validate = _validator(suite, model_recipe.protocol, pools["val"],
@@ -89,20 +116,13 @@ def run_model(model: str, suite: Suite, pools: dict[str, ClassPool], fingerprint
                       resume=args.resume, progress=not args.quiet, device=args.device, use_wandb=args.wandb,
                       run_config={"suite": suite.id, "model": model, "seed": args.seed})
         train_seconds = time.perf_counter() - start
-    best = load_checkpoint(run_dir / "best.pt")
+    best = distributed.from_main(load_checkpoint, run_dir / "best.pt")
     learner.load_state_dict(best["model"])
-    learner.to(args.device)
-    if isinstance(learner, NoveltyScoring) and "online" in suite.protocols:
-        calibration = suite.online_sampler(pools["train"], seed=suite.validation_seed + 1)
-        learner.calibrate_novelty([calibration.batch(np.arange(CALIBRATION_EPISODES)).to(args.device)])
     start = time.perf_counter()
-    tables = {}
-    for table, sampler in suite.test_samplers(pools["test"]).items():
-        evaluate = evaluate_online if table == "online" else evaluate_episodic
-        tables[table] = evaluate(learner, sampler, args.test_episodes or suite.test_episodes, device=args.device,
-                                 progress=not args.quiet).to_json()
+    tables = evaluate_on_suite(learner, suite, pools, args.test_episodes, device=args.device,
+                               progress=not args.quiet)
     eval_seconds = time.perf_counter() - start
-    previous = load_checkpoint(run_dir / "last.pt") if (run_dir / "last.pt").exists() else {}
+    previous = distributed.from_main(_load_if_present, run_dir / "last.pt")
     return {
         "format": "fewshot-mem-result/1", "fewshot_mem_version": __version__, "suite": suite.id,
         "fingerprint": fingerprint, "model": model, "model_class": available_models().get(model, model),
@@ -114,24 +134,50 @@ def run_model(model: str, suite: Suite, pools: dict[str, ClassPool], fingerprint
     }
 
 
+def _load_if_present(path: Path) -> dict:
+    return load_checkpoint(path) if path.exists() else {}
+
+
+def available_fingerprint(suite: Suite, data_root, download: bool = True) -> str | None:
+    """The suite's fingerprint, or None where its data is not available here."""
+    try:
+        return suite.fingerprint(load_pools(suite, data_root, progress=False, download=download)["test"])
+    except FewshotMemError:
+        return None
+
+
 def list_everything(data_root) -> None:
     print("suites:")
     for suite in SUITES.values():
-        try:
-            fingerprint = suite.fingerprint(load_pools(suite, data_root, progress=False)["test"])
-        except FewshotMemError:
-            fingerprint = "(its data is not available here)"
+        fingerprint = available_fingerprint(suite, data_root) or "(its data is not available here)"
         print(f"  {suite.id:<28} {suite.title}\n  {'':<28} fingerprint {fingerprint}")
     print("models:")
     for name, spec in available_models().items():
         print(f"  {name:<12} {spec}{'' if name in BUILTIN_MODELS else '  (plug-in)'}")
 
 
+def model_names(models: str) -> list[str]:
+    return [m.strip() for m in models.split(",") if m.strip()]
+
+
+def print_citation(args: argparse.Namespace) -> None:
+    """BibTeX for --cite: the models asked for, else those with results under --out, else the built-ins."""
+    suite = get_suite(args.cite)
+    if args.models:
+        models = model_names(args.models)
+        for model in models:
+            resolve(model)  # a name asked for must be right; one found in old results need not import
+    else:
+        models = models_in_results(args.out, suite) or list(DEFAULT_MODELS)
+    print(cite(suite, models, available_fingerprint(suite, args.data_root, download=False)), end="")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m fewshot_mem.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--suite", default="omniglot-5way", help="a suite name or name@version (see --list)")
-    parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
-                        help="comma-separated registered names or package.module:Class plug-ins")
+    parser.add_argument("--models", default=None,
+                        help="comma-separated registered names or package.module:Class plug-ins "
+                             f"(default: {','.join(DEFAULT_MODELS)})")
     parser.add_argument("--budget", default="quick", choices=("smoke", "quick", "paper"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", default=None, help="default: $FEWSHOT_MEM_DATA or data/")
@@ -141,6 +187,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="continue interrupted training runs")
     parser.add_argument("--wandb", action="store_true", help="also log to wandb (offline unless configured)")
     parser.add_argument("--list", action="store_true", help="list suites (with fingerprints) and models")
+    parser.add_argument("--cite", metavar="SUITE", default=None,
+                        help="print BibTeX for SUITE, its data set and the models (--models, else those with "
+                             "results under --out, else the built-ins), and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--no-download", action="store_true", help="never download missing data")
     parser.add_argument("--test-episodes", type=int, default=None,
@@ -155,34 +204,48 @@ def main(argv: list[str] | None = None) -> int:
         if args.list:
             list_everything(args.data_root)
             return 0
+        if args.cite:
+            print_citation(args)
+            return 0
         suite = get_suite(args.suite)
-        models = [m.strip() for m in args.models.split(",") if m.strip()]
+        models = model_names(args.models or ",".join(DEFAULT_MODELS))
         for model in models:
             resolve(model)  # fail on a bad name before any work
         if args.device.startswith("cuda") and not torch.cuda.is_available():
             raise FewshotMemError("--device cuda was asked for, but PyTorch sees no CUDA device")
+        args.device = distributed.init(args.device)  # under torchrun: join the group, one GPU a rank
+        args.quiet = args.quiet or not distributed.is_main()  # rank 0 alone shows progress
         started = time.perf_counter()
         pools = load_pools(suite, args.data_root, progress=not args.quiet, download=not args.no_download)
         fingerprint = suite.fingerprint(pools["test"], args.test_episodes)
         results = []
         for model in models:
             result = run_model(model, suite, pools, fingerprint, args)
-            path = write_json(result, Path(args.out) / suite.id / "results" / f"{model.replace(':', '_')}"
-                                      f"-{args.budget}-seed{args.seed}.json")
-            print(f"[{model}] results: {path}")
+            if distributed.is_main():  # every rank holds the same result: one writes it
+                path = write_json(result, Path(args.out) / suite.id / "results" / f"{model.replace(':', '_')}"
+                                          f"-{args.budget}-seed{args.seed}.json")
+                print(f"[{model}] results: {path}")
             results.append(result)
-        print()
-        print(render(results))
-        plot = plot_instance_accuracy(results, Path(args.out) / suite.id / f"instance-accuracy-{args.budget}"
-                                                                          f"-seed{args.seed}.png")
-        print(f"\nsuite {suite.id}, fingerprint {fingerprint}")
-        if plot:
-            print(f"plot: {plot}")
-        print(f"wall-clock: {time.perf_counter() - started:.0f} s")
+        if distributed.is_main():
+            report(results, suite, fingerprint, args, started)
         return 0
     except (FewshotMemError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        distributed.cleanup()
+
+
+def report(results: list[dict], suite: Suite, fingerprint: str, args: argparse.Namespace, started: float) -> None:
+    """Prints the tables and writes the plot."""
+    print()
+    print(render(results))
+    plot = plot_instance_accuracy(results, Path(args.out) / suite.id / f"instance-accuracy-{args.budget}"
+                                                                      f"-seed{args.seed}.png")
+    print(f"\nsuite {suite.id}, fingerprint {fingerprint}")
+    if plot:
+        print(f"plot: {plot}")
+    print(f"wall-clock: {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -8,17 +8,26 @@
 Per-episode accuracies are kept in the result, so anyone can recompute the
 intervals (the leaderboard does). Evaluation runs without gradients; a learner
 that needs them to adapt (MAML) turns them on inside its own adaptation.
+
+Under ``torchrun`` each rank scores a contiguous share of the episodes and the
+per-episode results are gathered in episode order, so every rank returns what one
+process would. That holds because a learner scores each episode independently of
+the others in its batch (``models.contract`` checks it for every model: MAML adapts
+one clone per episode, batch norm never mixes episodes), so which episodes share a
+batch does not matter.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .data.episodes import EpisodeSampler, LabelOffsetSampler, SequenceBatch, correct_predictions
 from .models.learner import Learner, batch_targets, predictions
 
@@ -62,9 +71,24 @@ def _episode_accuracy(learner: Learner, batch, device) -> torch.Tensor:
     return correct_predictions(predictions(learner.logits(batch)), batch_targets(batch)).float()
 
 
-def _batches(count: int, batch_size: int):
-    for start in range(0, count, batch_size):
-        yield np.arange(start, min(start + batch_size, count))
+def _batches(ids: np.ndarray, batch_size: int):
+    for start in range(0, len(ids), batch_size):
+        yield ids[start:start + batch_size]
+
+
+def _per_episode(learner: Learner, score: Callable[[np.ndarray], torch.Tensor], episodes: int, batch_size: int,
+                 description: str, progress: bool) -> np.ndarray:
+    """``score(ids)`` (one row per episode) for episodes 0..episodes-1, in order, as float64.
+
+    Each rank scores its share (all of them in one process); the rows are gathered.
+    """
+    learner.eval()
+    rows: list[np.ndarray] = []
+    with torch.no_grad():
+        for ids in tqdm(list(_batches(distributed.shard_range(episodes), batch_size)), desc=description,
+                        disable=not (progress and distributed.is_main())):
+            rows.extend(score(ids).cpu().numpy().astype(np.float64))
+    return np.stack(distributed.gather(rows))
 
 
 def evaluate_online(learner: Learner, sampler: LabelOffsetSampler, episodes: int, batch_size: int = 100,
@@ -72,16 +96,14 @@ def evaluate_online(learner: Learner, sampler: LabelOffsetSampler, episodes: int
                     positions: tuple[int, ...] = INSTANCE_POSITIONS) -> ProtocolResult:
     """Accuracy by instance position over episodes 0..episodes-1 of ``sampler``."""
     positions = tuple(p for p in positions if p <= sampler.instances_per_class)
-    sums = np.zeros((episodes, len(positions)))
-    learner.eval()
-    with torch.no_grad():
-        for ids in tqdm(list(_batches(episodes, batch_size)), desc="online eval", disable=not progress):
-            batch: SequenceBatch = sampler.batch(ids)
-            correct = _episode_accuracy(learner, batch, device).cpu()  # (B, T)
-            index = batch.instance_index  # (B, T)
-            for column, position in enumerate(positions):
-                at = (index == position).float()  # exactly N steps per episode
-                sums[ids, column] = ((correct * at).sum(1) / at.sum(1)).numpy()
+
+    def score(ids: np.ndarray) -> torch.Tensor:  # (B, positions)
+        batch: SequenceBatch = sampler.batch(ids)
+        correct = _episode_accuracy(learner, batch, device).cpu()  # (B, T)
+        at = torch.stack([batch.instance_index == p for p in positions], dim=1).float()  # (B, P, T): N steps each
+        return (correct.unsqueeze(1) * at).sum(2) / at.sum(2)
+
+    sums = _per_episode(learner, score, episodes, batch_size, "online eval", progress)
     per_episode = {f"instance_{p}": sums[:, c].tolist() for c, p in enumerate(positions)}
     estimates = {key: Estimate.from_samples(np.array(values)) for key, values in per_episode.items()}
     return ProtocolResult("online", estimates, per_episode)
@@ -90,10 +112,7 @@ def evaluate_online(learner: Learner, sampler: LabelOffsetSampler, episodes: int
 def evaluate_episodic(learner: Learner, sampler: EpisodeSampler, episodes: int, batch_size: int = 50,
                       device: str | torch.device = "cpu", progress: bool = False) -> ProtocolResult:
     """Query accuracy over episodes 0..episodes-1 of ``sampler``."""
-    accuracy = np.zeros(episodes)
-    learner.eval()
-    with torch.no_grad():
-        for ids in tqdm(list(_batches(episodes, batch_size)), desc="episodic eval", disable=not progress):
-            accuracy[ids] = _episode_accuracy(learner, sampler.batch(ids), device).mean(1).cpu().numpy()
+    accuracy = _per_episode(learner, lambda ids: _episode_accuracy(learner, sampler.batch(ids), device).mean(1),
+                            episodes, batch_size, "episodic eval", progress)
     key = f"{sampler.ways}-way-{sampler.shots}-shot"
     return ProtocolResult("episodic", {key: Estimate.from_samples(accuracy)}, {key: accuracy.tolist()})

@@ -13,6 +13,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from .data.episodes import ClassPool, EpisodeSampler, LabelOffsetSampler, fingerprint
+from .data.miniimagenet import load_miniimagenet
 from .data.omniglot import load_omniglot
 from .errors import DataNotFoundError, FewshotMemError
 from .models.learner import TaskSpec
@@ -118,10 +119,12 @@ def get_suite(name: str) -> Suite:
 
 
 def load_pools(suite: Suite, data_root=None, progress: bool = True, download: bool = True) -> dict[str, ClassPool]:
-    """The suite's train, val and test classes, materialized at its image size."""
+    """The suite's train, val and test classes at its image size (mini-ImageNet's memory-mapped from its cache)."""
+    roles = (("train", suite.train_split), ("val", suite.val_split), ("test", suite.test_split))
     if suite.dataset == "omniglot":
         omniglot = load_omniglot(data_root, progress=progress, download=download)
-        return {role: ClassPool.from_omniglot(omniglot, split, suite.image_size)
-                for role, split in (("train", suite.train_split), ("val", suite.val_split),
-                                    ("test", suite.test_split))}
+        return {role: ClassPool.from_omniglot(omniglot, split, suite.image_size) for role, split in roles}
+    if suite.dataset == "miniimagenet":
+        miniimagenet = load_miniimagenet(data_root, progress=progress, download=download)
+        return {role: ClassPool.from_miniimagenet(miniimagenet, split, suite.image_size) for role, split in roles}
     raise DataNotFoundError(f"{suite.id} needs the {suite.dataset} data layer, which this version does not have yet")

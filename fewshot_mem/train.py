@@ -10,6 +10,12 @@ Files in the run directory:
   ``checkpoint_every`` steps and at the end (``--resume`` continues from it);
 * ``best.pt``: the weights with the best validation score, used for test;
 * ``metrics.jsonl``: one JSON line per logged step and per validation.
+
+Under ``torchrun`` the same loop trains with DistributedDataParallel: each rank
+computes its share of step ``s``'s episodes (``distributed.shard_batch``), DDP
+averages the gradients, validation is sharded across ranks, and rank 0 alone
+reads and writes the files above. The checkpoints hold the learner's own
+state dict, never DDP's wrapper, so they load in one process as they are.
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed
 from .data.episodes import correct_predictions
 from .errors import FewshotMemError
 from .models.learner import Learner, batch_targets, predictions
@@ -82,6 +90,40 @@ def load_checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _save_from_main(payload: dict, path: Path) -> None:
+    if distributed.is_main():  # every rank holds the same weights: one writes them
+        save_atomically(payload, path)
+
+
+def _resume_state(path: Path) -> dict | None:
+    return load_checkpoint(path) if path.exists() else None
+
+
+class LossAndLogits(nn.Module):
+    """A learner's training loss as a module's ``forward``.
+
+    DistributedDataParallel averages gradients only for what runs through its own
+    ``forward`` (that is where it prepares the backward pass); learners are trained
+    through ``loss_and_logits``, so this is what DDP wraps. MAML's learn2learn clones
+    are made inside that call and differentiated through, so its meta-gradient
+    reaches the wrapped parameters like any other.
+    """
+
+    def __init__(self, learner: Learner) -> None:
+        super().__init__()
+        self.learner = learner
+
+    def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.learner.loss_and_logits(batch)
+
+
+def _batch_accuracy(logits: torch.Tensor, batch) -> float:
+    """Accuracy over the whole step's batch: every rank's hits and predictions, summed."""
+    correct = correct_predictions(predictions(logits.detach()), batch_targets(batch)).float()
+    hits, count = distributed.all_sum(torch.stack([correct.sum(), correct.new_tensor(correct.numel())])).tolist()
+    return hits / count
+
+
 def _optimizer(learner: Learner, config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "adam":
         return torch.optim.Adam(learner.parameters(), lr=config.learning_rate)
@@ -99,10 +141,12 @@ def _learning_rate(config: TrainConfig, step: int) -> float:
 class MetricsLog:
     """Appends JSON lines locally, and to wandb when asked (offline unless configured)."""
 
-    def __init__(self, path: Path, use_wandb: bool = False, run_config: dict | None = None) -> None:
+    def __init__(self, path: Path, use_wandb: bool = False, run_config: dict | None = None,
+                 enabled: bool = True) -> None:
         self.path = path
+        self.enabled = enabled  # off on all ranks but rank 0
         self.wandb = None
-        if use_wandb:
+        if use_wandb and enabled:
             import wandb
 
             os.environ.setdefault("WANDB_MODE", "offline")
@@ -110,6 +154,8 @@ class MetricsLog:
                                     reinit=True)
 
     def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
         with open(self.path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
         if self.wandb is not None:
@@ -127,47 +173,55 @@ def fit(learner: Learner, sample: Callable[[np.ndarray], object], validate: Call
     """Trains ``learner`` in place and leaves ``best.pt`` and ``last.pt`` in ``run_dir``.
 
     Args:
-        sample: episode ids (B,) -> a batch (SequenceBatch or EpisodeBatch).
+        sample: episode ids -> a batch (SequenceBatch or EpisodeBatch): a step's B ids, or under
+            torchrun this rank's share of them.
         validate: learner -> a score to maximize (accuracy on validation classes).
         resume: continue from ``last.pt`` if there is one (else start afresh).
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
+    main = distributed.is_main()
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     optimizer = _optimizer(learner, config)
     start_step, best_step, best_score = 0, 0, -math.inf
-    if resume and last_path.exists():
-        state = load_checkpoint(last_path)
+    state = distributed.from_main(_resume_state, last_path) if resume else None  # rank 0 reads, all resume
+    if state is not None:
         learner.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_step, best_step, best_score = state["step"], state["best_step"], state["best_score"]
-    elif (run_dir / "metrics.jsonl").exists():
+    elif main and (run_dir / "metrics.jsonl").exists():
         (run_dir / "metrics.jsonl").unlink()  # a fresh run starts a fresh log
     learner.to(device)
-    log = MetricsLog(run_dir / "metrics.jsonl", use_wandb, {**(run_config or {}), **asdict(config)})
+    model = distributed.data_parallel(LossAndLogits(learner), device)  # DDP averages gradients over ranks
+    log = MetricsLog(run_dir / "metrics.jsonl", use_wandb, {**(run_config or {}), **asdict(config)}, enabled=main)
 
     saved_step = start_step
 
     def checkpoint(step: int) -> None:
         nonlocal saved_step
         saved_step = step
-        save_atomically({"model": learner.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+        _save_from_main({"model": learner.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                          "best_step": best_step, "best_score": best_score, "config": asdict(config)}, last_path)
 
     started = time.perf_counter()
-    bar = tqdm(total=config.steps, initial=start_step, unit="step", desc="training", disable=not progress)
+    bar = tqdm(total=config.steps, initial=start_step, unit="step", desc="training", disable=not (progress and main))
     window_start, window_episodes = time.perf_counter(), 0
     try:
         for step in range(start_step + 1, config.steps + 1):
             for group in optimizer.param_groups:
                 group["lr"] = _learning_rate(config, step - 1)
-            learner.train()
+            model.train()
             ids = np.arange((step - 1) * config.batch_size, step * config.batch_size)
-            batch = sample(ids).to(device)
-            loss, logits = learner.loss_and_logits(batch)
-            if not torch.isfinite(loss):
+            own, weight = distributed.shard_batch(ids)
+            batch = sample(own).to(device)
+            loss, logits = model(batch)
+            loss = loss * weight  # exact in one process (weight 1); see distributed.shard_batch
+            # The whole batch's mean loss, on every rank: all stop together if it is not finite.
+            loss_value = float(distributed.all_sum(loss.detach())) / distributed.world_size()
+            if not math.isfinite(loss_value):
                 kept = f"the last good checkpoint, {last_path} (step {saved_step}), is kept" if saved_step \
                     else "no checkpoint had been written yet"
-                raise TrainingDiverged(f"the loss became {float(loss.detach())} at step {step}; "
+                raise TrainingDiverged(f"the loss became {loss_value} at step {step}; "
                                        f"training stopped and {kept}.")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -176,18 +230,19 @@ def fit(learner: Learner, sample: Callable[[np.ndarray], object], validate: Call
             optimizer.step()
             window_episodes += len(ids)
             if step % config.log_every == 0 or step == config.steps:
-                accuracy = float(correct_predictions(predictions(logits.detach()), batch_targets(batch)).float().mean())
+                accuracy = _batch_accuracy(logits, batch)
                 rate = window_episodes / max(time.perf_counter() - window_start, 1e-9)
                 window_start, window_episodes = time.perf_counter(), 0
-                log.write({"step": step, "episodes": step * config.batch_size, "loss": float(loss.detach()),
+                log.write({"step": step, "episodes": step * config.batch_size, "loss": loss_value,
                            "accuracy": accuracy, "episodes_per_second": rate})
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", acc=f"{accuracy:.3f}", eps=f"{rate:.0f}/s")
+                bar.set_postfix(loss=f"{loss_value:.3f}", acc=f"{accuracy:.3f}", eps=f"{rate:.0f}/s")
             if step % config.validate_every == 0 or step == config.steps:
+                distributed.broadcast_buffers(learner)  # score the weights rank 0 would save
                 score = validate(learner)
                 log.write({"step": step, "episodes": step * config.batch_size, "validation_score": score})
                 if score > best_score:
                     best_step, best_score = step, score
-                    save_atomically({"model": learner.state_dict(), "step": step, "score": score}, best_path)
+                    _save_from_main({"model": learner.state_dict(), "step": step, "score": score}, best_path)
             if step % config.checkpoint_every == 0 or step == config.steps:
                 checkpoint(step)
             bar.update(1)

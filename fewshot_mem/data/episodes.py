@@ -17,7 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, fields
+import warnings
+from dataclasses import dataclass, fields, replace
 from typing import Literal, Sequence
 
 import numpy as np
@@ -46,7 +47,8 @@ class ClassPool:
 
     ``images[c, i]`` is instance ``i`` of class ``c``; ``class_names[c]`` is a
     stable, human-readable identity (``Alphabet/characterNN/rotDDD`` for
-    Omniglot) that fingerprints hash instead of machine-dependent indices.
+    Omniglot, the WordNet id for mini-ImageNet) that fingerprints hash instead
+    of machine-dependent indices.
     """
 
     name: str
@@ -83,6 +85,23 @@ class ClassPool:
             rotated[mask] = np.rot90(base[mask], k=int(degrees) // 90, axes=(-2, -1))
         images = torch.from_numpy(rotated).unsqueeze(2)  # (C, 20, 1, S, S)
         return cls(f"omniglot/{split}@{image_size}", images, tuple(chosen.class_names(omniglot)))
+
+    @classmethod
+    def from_miniimagenet(cls, miniimagenet, split: str, image_size: int = 84) -> "ClassPool":
+        """A mini-ImageNet split ("train", "val", "test"), each class named by its wnid.
+
+        The pool is a view of the memory-mapped cache: images are read from disk as episodes
+        gather them, so the 60,000 images need not sit in memory.
+        """
+        if image_size != miniimagenet.image_size:
+            raise ValueError(f"mini-ImageNet images are {miniimagenet.image_size}x{miniimagenet.image_size}, "
+                             f"not {image_size}x{image_size}")
+        with warnings.catch_warnings():
+            # The map is read-only and torch warns that it cannot enforce that; pools are only
+            # ever gathered from (which copies), and copying first would load up to 1.3 GB.
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            images = torch.from_numpy(miniimagenet.images(split))  # (C, 600, 3, 84, 84)
+        return cls(f"miniimagenet/{split}@{image_size}", images, tuple(miniimagenet.classes[split]))
 
 
 @dataclass(frozen=True)
@@ -315,6 +334,14 @@ def episode_identity(batch: SequenceBatch | EpisodeBatch) -> dict[str, torch.Ten
             "query_instances": batch.query_instances}
 
 
+def _without_pixels(sampler: LabelOffsetSampler | EpisodeSampler) -> LabelOffsetSampler | EpisodeSampler:
+    """The same sampler over 1-pixel images: the same episodes, whose identity is all a fingerprint
+    hashes, without gathering 600 test episodes of 84x84 colour images (gigabytes, tens of seconds)."""
+    pool = sampler.pool
+    blank = torch.zeros(pool.num_classes, pool.instances_per_class, 1, 1, 1, dtype=torch.uint8)
+    return replace(sampler, pool=ClassPool(pool.name, blank, pool.class_names))
+
+
 def fingerprint(sampler: LabelOffsetSampler | EpisodeSampler, episodes: int | Sequence[int],
                 batch_size: int = 1000) -> str:
     """sha256 of a set of episodes: the sampler's config (pool class names included)
@@ -323,6 +350,7 @@ def fingerprint(sampler: LabelOffsetSampler | EpisodeSampler, episodes: int | Se
     ids = np.arange(episodes) if isinstance(episodes, int) else _as_episode_ids(episodes)
     digest = hashlib.sha256(json.dumps(sampler.config(), sort_keys=True).encode())
     digest.update(ids.astype("<i8").tobytes())
+    sampler = _without_pixels(sampler)
     parts = [episode_identity(sampler.batch(ids[start : start + batch_size]))
              for start in range(0, len(ids), batch_size)]
     for name in parts[0] if parts else ():

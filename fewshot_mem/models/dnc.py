@@ -31,7 +31,7 @@ class DNC(SequenceLearner):
         memory_slots: N (128).
         memory_width: W (40, Santoro et al.'s width, so the memory models compare at one size).
         read_heads: R (4).
-        image_encoder: how images become features ("flatten": raw pixels).
+        image_encoder: how images become features ("flatten": raw pixels; "conv4": Conv-4 features).
     """
 
     def __init__(self, task: TaskSpec, controller_size: int = 256, memory_slots: int = 128,

@@ -143,8 +143,10 @@ class SequenceLearner(Learner):
             ) -> tuple[torch.Tensor, State]:
         """Steps through (B, T, F) features; returns (B, T, output_size) scores and the last state."""
         outputs = []
-        for t in range(features.shape[1]):
-            output, state = self.step(features[:, t], previous_codes[:, t], state)
+        # unbind, not features[:, t]: each indexed step's backward would allocate a whole (B, T, F)
+        # gradient, quadratic in T once the features come from a trainable encoder.
+        for feature, previous_code in zip(features.unbind(1), previous_codes.unbind(1)):
+            output, state = self.step(feature, previous_code, state)
             outputs.append(output)
         return torch.stack(outputs, dim=1), state
 

@@ -16,7 +16,7 @@ class LSTMLearner(SequenceLearner):
     Args:
         task: ways, label encoding and image shape.
         controller_size: LSTM hidden units (Santoro et al.: 200).
-        image_encoder: how images become features ("flatten": raw pixels).
+        image_encoder: how images become features ("flatten": raw pixels; "conv4": Conv-4 features).
     """
 
     def __init__(self, task: TaskSpec, controller_size: int = 200, image_encoder: str = "flatten") -> None:

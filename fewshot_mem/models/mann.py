@@ -33,7 +33,7 @@ class MANN(SequenceLearner):
         read_heads: R, read heads, each paired with a write (4).
         usage_decay: γ in w^u_t = γ w^u_{t-1} + w^r_t + w^w_t (0.95).
         controller: "lstm" or "feedforward".
-        image_encoder: how images become features ("flatten": raw pixels).
+        image_encoder: how images become features ("flatten": raw pixels; "conv4": Conv-4 features).
     """
 
     def __init__(self, task: TaskSpec, controller_size: int = 200, memory_slots: int = 128,

@@ -37,7 +37,7 @@ class NTM(SequenceLearner):
         read_heads: R (1).
         shift_range: S, the shift offsets −S//2..S//2 (3).
         controller: "lstm" or "feedforward".
-        image_encoder: how images become features ("flatten": raw pixels).
+        image_encoder: how images become features ("flatten": raw pixels; "conv4": Conv-4 features).
     """
 
     def __init__(self, task: TaskSpec, controller_size: int = 100, memory_slots: int = 128,

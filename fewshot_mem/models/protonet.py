@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from ..data.episodes import EpisodeBatch, SequenceBatch
-from .learner import Learner, Protocol, TaskSpec, images_to_float
+from .encoders import embed_images
+from .learner import Learner, Protocol, TaskSpec
 from .online import NoveltyScoring
 
 
@@ -42,8 +43,7 @@ class ProtoNetLearner(NoveltyScoring, Learner):
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """(B, M, c, H, W) uint8 -> (B, M, D)."""
-        flat = images_to_float(images.flatten(0, 1)).to(self.dtype)
-        return self.embedding(flat).view(*images.shape[:2], -1)
+        return embed_images(self.embedding, images, self.dtype)
 
     def episodic_logits(self, batch: EpisodeBatch) -> torch.Tensor:
         support, queries = self.embed(batch.support_images), self.embed(batch.query_images)  # (B, S, D), (B, Q, D)
