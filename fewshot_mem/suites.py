@@ -127,4 +127,4 @@ def load_pools(suite: Suite, data_root=None, progress: bool = True, download: bo
     if suite.dataset == "miniimagenet":
         miniimagenet = load_miniimagenet(data_root, progress=progress, download=download)
         return {role: ClassPool.from_miniimagenet(miniimagenet, split, suite.image_size) for role, split in roles}
-    raise DataNotFoundError(f"{suite.id} needs the {suite.dataset} data layer, which this version does not have yet")
+    raise DataNotFoundError(f"{suite.id} names an unknown dataset {suite.dataset!r}; known: omniglot, miniimagenet")
