@@ -32,7 +32,7 @@ from .models.online import NoveltyScoring
 from .models.registry import BUILTIN_MODELS, available_models, create, resolve
 from .report import plot_instance_accuracy, render, write_json
 from .suites import SUITES, Suite, get_suite, load_pools
-from .train import fit, is_complete, load_checkpoint
+from .train import BUDGETS, fit, is_complete, load_checkpoint
 
 DEFAULT_MODELS = ("mann", "ntm", "dnc", "lstm", "maml", "protonet")
 CALIBRATION_EPISODES = 64
@@ -62,11 +62,16 @@ def _training_sampler(suite: Suite, model_recipe, train_pool: ClassPool, seed: i
 
 
 def _validator(suite: Suite, protocol: str, val_pool: ClassPool, episodes: int, device: str):
-    """Validation score on the val classes, in the training protocol: mean accuracy."""
+    """Validation score on the val classes, in the training protocol: mean accuracy (online: over
+    instance positions, logged one by one as well)."""
     if protocol == "online":
         sampler = suite.online_sampler(val_pool, seed=suite.validation_seed)
-        return lambda learner: float(np.mean([e.mean for e in evaluate_online(
-            learner, sampler, episodes, device=device).estimates.values()]))
+
+        def validate_online(learner: Learner) -> dict[str, float]:
+            estimates = evaluate_online(learner, sampler, episodes, device=device).estimates
+            return {"score": float(np.mean([e.mean for e in estimates.values()])),
+                    **{position: e.mean for position, e in estimates.items()}}
+        return validate_online
     sampler = suite.episodic_sampler(val_pool, suite.shots[0], seed=suite.validation_seed)
     return lambda learner: evaluate_episodic(learner, sampler, episodes, device=device).estimates[
         f"{suite.ways}-way-{suite.shots[0]}-shot"].mean
@@ -178,7 +183,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--models", default=None,
                         help="comma-separated registered names or package.module:Class plug-ins "
                              f"(default: {','.join(DEFAULT_MODELS)})")
-    parser.add_argument("--budget", default="quick", choices=("smoke", "quick", "paper"))
+    parser.add_argument("--budget", default="quick", choices=BUDGETS,
+                        help="smoke: seconds; quick: minutes; paper: the papers' schedules; "
+                             "long: 10x the paper's episodes for the sequence models (paper elsewhere)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", default=None, help="default: $FEWSHOT_MEM_DATA or data/")
     parser.add_argument("--out", default="runs", help="checkpoints and results go here")

@@ -38,7 +38,7 @@ from .data.episodes import correct_predictions
 from .errors import FewshotMemError
 from .models.learner import Learner, batch_targets, predictions
 
-BUDGETS = ("smoke", "quick", "paper")
+BUDGETS = ("smoke", "quick", "paper", "long")
 
 
 class TrainingDiverged(FewshotMemError):
@@ -166,7 +166,8 @@ class MetricsLog:
             self.wandb.finish()
 
 
-def fit(learner: Learner, sample: Callable[[np.ndarray], object], validate: Callable[[Learner], float],
+def fit(learner: Learner, sample: Callable[[np.ndarray], object],
+        validate: Callable[[Learner], float | dict[str, float]],
         config: TrainConfig, run_dir: Path, *, seed: int = 0, resume: bool = False, progress: bool = True,
         device: str | torch.device = "cpu", use_wandb: bool = False, run_config: dict | None = None
         ) -> TrainSummary:
@@ -175,7 +176,8 @@ def fit(learner: Learner, sample: Callable[[np.ndarray], object], validate: Call
     Args:
         sample: episode ids -> a batch (SequenceBatch or EpisodeBatch): a step's B ids, or under
             torchrun this rank's share of them.
-        validate: learner -> a score to maximize (accuracy on validation classes).
+        validate: learner -> a score to maximize (accuracy on validation classes), or a dict
+            with that score under "score" and further figures to log beside it (the learning curve).
         resume: continue from ``last.pt`` if there is one (else start afresh).
     """
     main = distributed.is_main()
@@ -238,8 +240,11 @@ def fit(learner: Learner, sample: Callable[[np.ndarray], object], validate: Call
                 bar.set_postfix(loss=f"{loss_value:.3f}", acc=f"{accuracy:.3f}", eps=f"{rate:.0f}/s")
             if step % config.validate_every == 0 or step == config.steps:
                 distributed.broadcast_buffers(learner)  # score the weights rank 0 would save
-                score = validate(learner)
-                log.write({"step": step, "episodes": step * config.batch_size, "validation_score": score})
+                validation = validate(learner)
+                figures = validation if isinstance(validation, dict) else {"score": validation}
+                score = figures["score"]
+                log.write({"step": step, "episodes": step * config.batch_size, "validation_score": score,
+                           **{f"validation_{name}": value for name, value in figures.items() if name != "score"}})
                 if score > best_score:
                     best_step, best_score = step, score
                     _save_from_main({"model": learner.state_dict(), "step": step, "score": score}, best_path)

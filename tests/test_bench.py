@@ -7,6 +7,7 @@ import json
 import pytest
 
 from fewshot_mem.bench import main
+from fewshot_mem.budgets import recipe
 from fewshot_mem.suites import SUITES, get_suite, UnknownSuiteError
 
 
@@ -52,3 +53,24 @@ def test_suites_have_versions_and_resolve_by_id():
         assert get_suite(suite.id) is suite and get_suite(suite.name) is suite
     with pytest.raises(UnknownSuiteError):
         get_suite("omniglot-5way@99")
+
+
+def test_the_long_budget_lengthens_the_sequence_models_only():
+    suite = get_suite("omniglot-5way")
+    for model in ("mann", "lstm"):
+        long, paper = recipe(model, suite, "long"), recipe(model, suite, "paper")
+        assert long.config.episodes == 10 * paper.config.episodes
+        assert (long.config.optimizer, long.config.learning_rate) == (paper.config.optimizer,
+                                                                      paper.config.learning_rate)
+    for model in ("maml", "protonet"):
+        long, paper = recipe(model, suite, "long"), recipe(model, suite, "paper")
+        assert long.config == paper.config.scaled(budget="long")
+        assert (long.hyperparameters, long.train_ways) == (paper.hyperparameters, paper.train_ways)
+
+
+def test_the_maml_and_protonet_suites_are_episodic_only():
+    for name in ("omniglot-5way-1shot", "omniglot-5way-5shot", "omniglot-20way-1shot", "omniglot-20way-5shot"):
+        suite = get_suite(name)
+        assert suite.protocols == ("episodic",) and suite.version == 2
+        with pytest.raises(UnknownSuiteError):
+            get_suite(f"{name}@1")

@@ -50,6 +50,25 @@ def test_sequence_models_train_and_evaluate_under_both_protocols(name, protocol,
     assert 0.0 <= episodic_result.estimates["3-way-1-shot"].mean <= 1.0
 
 
+def test_validation_figures_beyond_the_score_are_logged_for_the_learning_curve(tmp_path):
+    pool = synthetic_pool(classes=10, instances=6)
+    online = LabelOffsetSampler(pool, ways=3, instances_per_class=4)
+    learner = create("lstm", TaskSpec(3, image_shape=SMALL_IMAGE), **SMALL["lstm"])
+    calls = iter(range(100))
+
+    def validate(_learner):
+        call = next(calls)
+        return {"score": float(call), "instance_2": call / 10}
+
+    config = TrainConfig("smoke", episodes=12, batch_size=4, validate_every=1, validation_episodes=4)
+    fit(learner, online.batch, validate, config, tmp_path, progress=False)
+    curve = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    curve = [r for r in curve if "validation_score" in r]
+    assert [(r["episodes"], r["validation_score"], r["validation_instance_2"]) for r in curve] == \
+        [(4, 0.0, 0.0), (8, 1.0, 0.1), (12, 2.0, 0.2)]
+    assert load_checkpoint(tmp_path / "best.pt")["step"] == 3  # the dict's "score" picks the best
+
+
 def test_confidence_intervals_follow_the_per_episode_accuracies():
     pool = synthetic_pool(classes=10, instances=6)
     learner = create("lstm", TaskSpec(3, image_shape=SMALL_IMAGE), controller_size=8)
