@@ -11,6 +11,7 @@ episodes, print the tables people cite, and write the results JSON and plot.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import subprocess
 import sys
@@ -134,9 +135,18 @@ def run_model(model: str, suite: Suite, pools: dict[str, ClassPool], fingerprint
         "hyperparameters": model_recipe.hyperparameters, "training": asdict(model_recipe.config),
         "training_protocol": model_recipe.protocol, "budget": args.budget, "seed": args.seed,
         "git_commit": git_commit(), "trained_steps": previous.get("step"), "best_step": best.get("step"),
-        "train_seconds": train_seconds if summary else None, "eval_seconds": eval_seconds,
-        "hardware": hardware(args.device), "checkpoint": str(run_dir / "best.pt"), "tables": tables,
+        "train_seconds": previous.get("train_seconds", train_seconds if summary else None),
+        "eval_seconds": eval_seconds, "hardware": hardware(args.device), "checkpoint": str(run_dir / "best.pt"),
+        "learning_curve": distributed.from_main(learning_curve, run_dir / "metrics.jsonl"), "tables": tables,
     }
+
+
+def learning_curve(metrics: Path) -> list[dict]:
+    """The validation records of a run's log: score (and per-instance accuracy) against episodes."""
+    if not metrics.exists():
+        return []
+    records = (json.loads(line) for line in metrics.read_text().splitlines() if line.strip())
+    return [r for r in records if "validation_score" in r]
 
 
 def _load_if_present(path: Path) -> dict:

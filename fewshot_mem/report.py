@@ -71,12 +71,48 @@ def write_json(result: dict, path: Path) -> Path:
     return path
 
 
-def plot_instance_accuracy(results: list[dict], path: Path) -> Path | None:
-    """Accuracy against instance position, one line per model, with 95% CI bands."""
+def _pyplot():
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # files only: no display on servers and CI
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: Path) -> Path:
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    figure.clf()
+    return path
+
+
+def plot_learning_curves(curves: dict[str, list[tuple[int, float]]], ylabel: str, title: str,
+                         path: Path) -> Path | None:
+    """Validation accuracy against training episodes (log scale), one line per run; None if no curves."""
+    if not curves:
+        return None
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(7.2, 4.2), dpi=120)
+    for label, points in curves.items():
+        episodes, accuracy = zip(*points)
+        axes.plot(episodes, [100 * a for a in accuracy], marker="." if len(points) > 1 else "o", label=label)
+    axes.set_xscale("log")
+    axes.set_xlabel("training episodes")
+    axes.set_ylabel(f"{ylabel} (%)")
+    axes.set_ylim(0, 100)
+    axes.grid(alpha=0.3, which="both")
+    axes.set_title(title, fontsize=9)
+    axes.legend(fontsize=7, loc="lower right")
+    path = _save(figure, path)
+    plt.close(figure)
+    return path
+
+
+def plot_instance_accuracy(results: list[dict], path: Path) -> Path | None:
+    """Accuracy against instance position, one line per model, with 95% CI bands."""
+    plt = _pyplot()
 
     curves = []
     for result in results:
@@ -100,8 +136,6 @@ def plot_instance_accuracy(results: list[dict], path: Path) -> Path | None:
     axes.grid(alpha=0.3)
     axes.set_title(f"{results[0]['suite']}: online protocol")
     axes.legend(loc="center right")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
+    path = _save(figure, path)
     plt.close(figure)
     return path

@@ -9,7 +9,7 @@ Files in the run directory:
 * ``last.pt``: model, optimizer and progress, written atomically every
   ``checkpoint_every`` steps and at the end (``--resume`` continues from it);
 * ``best.pt``: the weights with the best validation score, used for test;
-* ``metrics.jsonl``: one JSON line per logged step and per validation.
+* ``metrics.jsonl``: one JSON line per logged step and per validation (the learning curve).
 
 Under ``torchrun`` the same loop trains with DistributedDataParallel: each rank
 computes its share of step ``s``'s episodes (``distributed.shard_batch``), DDP
@@ -185,12 +185,13 @@ def fit(learner: Learner, sample: Callable[[np.ndarray], object],
         run_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     optimizer = _optimizer(learner, config)
-    start_step, best_step, best_score = 0, 0, -math.inf
+    start_step, best_step, best_score, seconds_before = 0, 0, -math.inf, 0.0
     state = distributed.from_main(_resume_state, last_path) if resume else None  # rank 0 reads, all resume
     if state is not None:
         learner.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_step, best_step, best_score = state["step"], state["best_step"], state["best_score"]
+        seconds_before = state.get("train_seconds", 0.0)
     elif main and (run_dir / "metrics.jsonl").exists():
         (run_dir / "metrics.jsonl").unlink()  # a fresh run starts a fresh log
     learner.to(device)
@@ -203,9 +204,14 @@ def fit(learner: Learner, sample: Callable[[np.ndarray], object],
         nonlocal saved_step
         saved_step = step
         _save_from_main({"model": learner.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                         "best_step": best_step, "best_score": best_score, "config": asdict(config)}, last_path)
+                         "best_step": best_step, "best_score": best_score, "config": asdict(config),
+                         "train_seconds": elapsed()}, last_path)
 
     started = time.perf_counter()
+
+    def elapsed() -> float:  # wall-clock training time over every session of the run so far
+        return seconds_before + time.perf_counter() - started
+
     bar = tqdm(total=config.steps, initial=start_step, unit="step", desc="training", disable=not (progress and main))
     window_start, window_episodes = time.perf_counter(), 0
     try:
@@ -243,7 +249,8 @@ def fit(learner: Learner, sample: Callable[[np.ndarray], object],
                 validation = validate(learner)
                 figures = validation if isinstance(validation, dict) else {"score": validation}
                 score = figures["score"]
-                log.write({"step": step, "episodes": step * config.batch_size, "validation_score": score,
+                log.write({"step": step, "episodes": step * config.batch_size, "seconds": round(elapsed(), 1),
+                           "validation_score": score,
                            **{f"validation_{name}": value for name, value in figures.items() if name != "score"}})
                 if score > best_score:
                     best_step, best_score = step, score

@@ -1,0 +1,209 @@
+"""The papers' tables beside ours: the README's Results section, built from the leaderboard.
+
+    python -m fewshot_mem.papers [--leaderboard leaderboard] [--plots docs]
+
+Each comparison names the suite and model of every row and the figures its paper
+published; our rows are the leaderboard's entries for that suite and model, so every
+number printed comes from a committed results JSON that ``leaderboard verify`` can
+re-measure. Rows say what each number cost: training episodes, wall-clock time,
+hardware, and the command that produced it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .evaluate import INSTANCE_POSITIONS
+from .leaderboard import DEFAULT_ROOT, entry_files, read_json
+from .report import markdown_table, ordinal, plot_learning_curves
+from .suites import get_suite
+
+MODEL_LABELS = {"mann": "MANN (LRUA)", "ntm": "MANN (NTM addressing)", "dnc": "DNC", "lstm": "LSTM",
+                "maml": "MAML", "protonet": "ProtoNet"}
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    model: str  # a registered model name
+    suite: str  # suite id
+    published: tuple[float, ...] | None  # the paper's figures (%), in column order; None: not in the paper
+
+
+@dataclass(frozen=True)
+class Comparison:
+    key: str
+    title: str
+    source: str  # who published the figures
+    columns: tuple[str, ...]
+    rows: tuple[PaperRow, ...]
+    note: str = ""
+    paper_episodes: str = "–"  # the paper's training budget, where it says
+
+
+_SANTORO_COLUMNS = tuple(ordinal(p) for p in INSTANCE_POSITIONS)
+_FEW_SHOT = (("omniglot-5way-1shot@2", "5-way 1-shot"), ("omniglot-5way-5shot@2", "5-way 5-shot"),
+             ("omniglot-20way-1shot@2", "20-way 1-shot"), ("omniglot-20way-5shot@2", "20-way 5-shot"))
+_SNELL = (98.8, 99.7, 96.0, 98.9)  # Snell et al. (2017), Table 1
+_FINN = (98.7, 99.9, 95.8, 98.9)  # Finn et al. (2017), Table 1
+
+COMPARISONS = (
+    Comparison(
+        "santoro-table1", "Santoro et al. (2016), Table 1: Omniglot, 5 classes, one-hot labels",
+        "Santoro et al. (2016) report MANN and LSTM after 100,000 episodes", _SANTORO_COLUMNS,
+        (PaperRow("mann", "omniglot-5way@1", (36.4, 82.8, 91.0, 92.6, 94.9, 98.1)),
+         PaperRow("lstm", "omniglot-5way@1", (24.4, 49.5, 55.3, 61.0, 63.6, 62.5)),
+         PaperRow("ntm", "omniglot-5way@1", None), PaperRow("dnc", "omniglot-5way@1", None),
+         PaperRow("maml", "omniglot-5way@1", None), PaperRow("protonet", "omniglot-5way@1", None)),
+        "Accuracy (%) by instance position on the suite's 1,000 frozen test episodes, ± 95% CI. MAML and "
+        "ProtoNet take part by adapting on the labelled prefix (see the online protocol above).", "100,000"),
+    Comparison(
+        "santoro-table2", "Santoro et al. (2016), Table 2: Omniglot, 15 classes, five-character string labels",
+        "Santoro et al. (2016), Table 2, 15 classes, LSTM controllers", _SANTORO_COLUMNS,
+        (PaperRow("mann", "omniglot-15way-strings@1", (0.1, 62.6, 79.3, 86.6, 88.7, 95.3)),
+         PaperRow("ntm", "omniglot-15way-strings@1", (0.0, 35.4, 61.2, 71.7, 77.7, 88.4))),
+        "A label is right when all five characters are. MANN (NTM addressing) is the `ntm` model at "
+        "Santoro's size (200 LSTM units, 128 x 40 memory, 4 heads).", "100,000"),
+    Comparison(
+        "fewshot-omniglot", "Snell et al. (2017) and Finn et al. (2017): Omniglot N-way K-shot, 28 x 28",
+        "ProtoNets: Snell et al. (2017), Table 1; MAML: Finn et al. (2017), Table 1", ("accuracy (%)",),
+        tuple(PaperRow(model, suite, (figures[i],))
+              for model, figures in (("protonet", _SNELL), ("maml", _FINN))
+              for i, (suite, _) in enumerate(_FEW_SHOT))),
+)
+
+
+def statistics(suite_id: str) -> list[tuple[str, str]]:
+    """(table, estimate) of each column a suite's rows fill: instance positions, else N-way K-shot."""
+    suite = get_suite(suite_id)
+    if "online" in suite.protocols:
+        return [("online", f"instance_{p}") for p in INSTANCE_POSITIONS]
+    return [(f"{suite.ways}-way-{shots}-shot",) * 2 for shots in suite.shots]
+
+
+def load_entries(root: Path) -> list[dict]:
+    return [read_json(path) for path in entry_files(root)]
+
+
+def _matching(entries: list[dict], row: PaperRow) -> list[dict]:
+    found = [e for e in entries if e["result"]["suite"] == row.suite and e["result"]["model"] == row.model]
+    return sorted(found, key=lambda e: trained_episodes(e["result"]))
+
+
+def trained_episodes(result: dict) -> int:
+    return (result.get("trained_steps") or 0) * result["training"]["batch_size"]
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def _hardware(result: dict) -> str:
+    hardware = result["hardware"]
+    threads = hardware["cpu_threads"] * hardware.get("processes", 1)
+    where = hardware.get("gpu") or f"{hardware['processor']} CPU, {threads} thread{'s' * (threads != 1)}"
+    return where
+
+
+def command(result: dict) -> str:
+    seed = f" --seed {result['seed']}" if result["seed"] else ""
+    return (f"`python -m fewshot_mem.bench --suite {result['suite']} --models {result['model']} "
+            f"--budget {result['budget']}{seed}`")
+
+
+def _episodes_cell(result: dict) -> str:
+    trained, planned = trained_episodes(result), result["training"]["episodes"]
+    best = (result.get("best_step") or 0) * result["training"]["batch_size"]
+    cell = f"{trained:,}" + (f" of {planned:,}" if trained < planned else "")
+    return cell + (f" (best at {best:,})" if best and best != trained else "")
+
+
+def _our_row(entry: dict, suite_id: str) -> list[str]:
+    result = entry["result"]
+    cells = []
+    for table, estimate in statistics(suite_id):
+        found = result["tables"][table]["estimates"][estimate]
+        cells.append(f"{100 * found['mean']:.1f} ± {100 * found['ci95']:.1f}")
+    return cells + [_episodes_cell(result), _duration(result.get("train_seconds")), _hardware(result),
+                    command(result)]
+
+
+def comparison_rows(comparison: Comparison, entries: list[dict]) -> list[list[str]]:
+    rows = []
+    for row in comparison.rows:
+        label = MODEL_LABELS.get(row.model, row.model)
+        setting = [] if len(comparison.columns) > 1 else [get_suite(row.suite).title.split(": ")[-1]]
+        if row.published is not None:
+            rows.append([label, *setting, "paper", *(f"{f:.1f}" for f in row.published),
+                         comparison.paper_episodes, "–", "–", "–"])
+        for entry in _matching(entries, row):
+            rows.append([label, *setting, f"ours: `{entry['entry']}`", *_our_row(entry, row.suite)])
+    return rows
+
+
+def comparison_table(comparison: Comparison, entries: list[dict]) -> str:
+    setting = [] if len(comparison.columns) > 1 else ["setting"]
+    header = ["model", *setting, "source", *comparison.columns, "training episodes", "training time",
+              "hardware", "command"]
+    return markdown_table(header, comparison_rows(comparison, entries))
+
+
+def learning_curves(comparison: Comparison, entries: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """Validation accuracy (2nd instance online, else the N-way K-shot score) against training episodes."""
+    curves = {}
+    for row in comparison.rows:
+        for entry in _matching(entries, row):
+            key = "validation_instance_2" if "online" in get_suite(row.suite).protocols else "validation_score"
+            points = [(r["episodes"], r[key]) for r in entry["result"].get("learning_curve", []) if key in r]
+            if points:
+                curves[f"{MODEL_LABELS.get(row.model, row.model)}: {entry['entry']}"] = points
+    return curves
+
+
+def results_section(entries: list[dict], plots: dict[str, str] | None = None) -> str:
+    """The Markdown of every comparison, with the learning-curve plot's path where one was drawn."""
+    parts = []
+    for comparison in COMPARISONS:
+        parts += [f"#### {comparison.title}", "", comparison_table(comparison, entries), "",
+                  f"Paper figures: {comparison.source}. {comparison.note}".rstrip()]
+        if plots and comparison.key in plots:
+            parts += ["", f"![learning curves]({plots[comparison.key]})"]
+        parts.append("")
+    return "\n".join(parts)
+
+
+def plot_paths(entries: list[dict], folder: Path) -> dict[str, str]:
+    """Where each comparison's learning-curve plot goes, for the comparisons that have curves."""
+    return {c.key: (folder / f"learning-curves-{c.key}.png").as_posix()
+            for c in COMPARISONS if learning_curves(c, entries)}
+
+
+def draw_learning_curves(entries: list[dict], folder: Path) -> dict[str, str]:
+    plots = plot_paths(entries, folder)
+    for comparison in COMPARISONS:
+        if comparison.key in plots:
+            ylabel = "2nd-instance accuracy (val)" if comparison.columns == _SANTORO_COLUMNS else "accuracy (val)"
+            plot_learning_curves(learning_curves(comparison, entries), ylabel, comparison.title,
+                                 Path(plots[comparison.key]))
+    return plots
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fewshot_mem.papers", description=__doc__.splitlines()[0])
+    parser.add_argument("--leaderboard", type=Path, default=DEFAULT_ROOT, help="the board's root folder")
+    parser.add_argument("--plots", type=Path, default=None, help="also draw the learning curves into this folder")
+    args = parser.parse_args(argv)
+    entries = load_entries(args.leaderboard)
+    plots = draw_learning_curves(entries, args.plots) if args.plots else None
+    print(results_section(entries, plots), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
