@@ -166,6 +166,14 @@ class MetricsLog:
             self.wandb.finish()
 
 
+def _drop_records_after(log: Path, step: int) -> None:
+    """Resuming redoes the steps after the checkpoint; their records from the killed session go, so
+    the log (and the learning curve) has each step once."""
+    if log.exists():
+        lines = log.read_text().splitlines(keepends=True)
+        log.write_text("".join(line for line in lines if line.strip() and json.loads(line)["step"] <= step))
+
+
 def fit(learner: Learner, sample: Callable[[np.ndarray], object],
         validate: Callable[[Learner], float | dict[str, float]],
         config: TrainConfig, run_dir: Path, *, seed: int = 0, resume: bool = False, progress: bool = True,
@@ -192,6 +200,8 @@ def fit(learner: Learner, sample: Callable[[np.ndarray], object],
         optimizer.load_state_dict(state["optimizer"])
         start_step, best_step, best_score = state["step"], state["best_step"], state["best_score"]
         seconds_before = state.get("train_seconds", 0.0)
+        if main:
+            _drop_records_after(run_dir / "metrics.jsonl", start_step)
     elif main and (run_dir / "metrics.jsonl").exists():
         (run_dir / "metrics.jsonl").unlink()  # a fresh run starts a fresh log
     learner.to(device)

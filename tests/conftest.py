@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from fewshot_mem.data.omniglot import describe_missing, load_omniglot
 from fewshot_mem.paths import DATA_ROOT_VARIABLE
@@ -56,3 +57,13 @@ def omniglot_root(shared_data_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def omniglot(omniglot_root):
     return load_omniglot(omniglot_root, download=False, progress=False)
+
+
+@pytest.fixture
+def one_thread():
+    """For tests of tiny tensors, where worker threads only add synchronisation (seconds on a busy
+    machine): ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -17,6 +17,7 @@ from fewshot_mem.models.registry import create
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from reference_models import reference_for  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL = dict(controller_size=7, memory_slots=6, memory_width=3, read_heads=2)
 CASES = {
     "mann": dict(SMALL),
@@ -26,15 +27,6 @@ CASES = {
     "dnc": dict(SMALL),
     "lstm": dict(controller_size=7),
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: worker threads only add synchronisation (seconds on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def sequence_batch(episodes: int, ways: int, instances: int, side: int, strings: bool) -> SequenceBatch:

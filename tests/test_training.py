@@ -123,7 +123,8 @@ pool = synthetic_pool(classes=10, instances=6)
 sampler = LabelOffsetSampler(pool, ways=3, instances_per_class=4)
 learner = create("mann", TaskSpec(3, image_shape=SMALL_IMAGE), controller_size=16, memory_slots=8, memory_width=4,
                  read_heads=2)
-config = TrainConfig("smoke", episodes=int(sys.argv[2]), batch_size=4, checkpoint_every=5, validate_every=1000)
+config = TrainConfig("smoke", episodes=int(sys.argv[2]), batch_size=4, checkpoint_every=5, validate_every=1000,
+                     log_every=1)  # logs that run ahead of the checkpoint
 fit(learner, sampler.batch, lambda m: 0.0, config, Path(sys.argv[1]), resume=sys.argv[3] == "resume",
     progress=False)
 """
@@ -154,6 +155,8 @@ def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_pa
         assert torch.equal(resumed["model"][key], value), key
     lines = [json.loads(line) for line in (interrupted / "metrics.jsonl").read_text().splitlines()]
     assert lines[-1]["step"] == episodes // 4
+    steps = [line["step"] for line in lines if "loss" in line]  # training records (validation ones share steps)
+    assert steps == sorted(set(steps)), "the resumed run logged steps the killed one had logged"
 
 
 @pytest.mark.slow
