@@ -134,11 +134,16 @@ def _our_row(entry: dict, suite_id: str) -> list[str]:
                     command(result)]
 
 
+def _settings(comparison: Comparison, row: PaperRow) -> list[str]:
+    """The row's setting ("Omniglot 5-way 1-shot, 28x28") where a comparison spans several suites."""
+    return [] if len(comparison.columns) > 1 else [get_suite(row.suite).title.split(": ")[-1]]
+
+
 def comparison_rows(comparison: Comparison, entries: list[dict]) -> list[list[str]]:
     rows = []
     for row in comparison.rows:
         label = MODEL_LABELS.get(row.model, row.model)
-        setting = [] if len(comparison.columns) > 1 else [get_suite(row.suite).title.split(": ")[-1]]
+        setting = _settings(comparison, row)
         if row.published is not None:
             rows.append([label, *setting, "paper", *(f"{f:.1f}" for f in row.published),
                          comparison.paper_episodes, "–", "–", "–"])
@@ -161,8 +166,9 @@ def learning_curves(comparison: Comparison, entries: list[dict]) -> dict[str, li
         for entry in _matching(entries, row):
             key = "validation_instance_2" if "online" in get_suite(row.suite).protocols else "validation_score"
             points = [(r["episodes"], r[key]) for r in entry["result"].get("learning_curve", []) if key in r]
-            if points:
-                curves[f"{MODEL_LABELS.get(row.model, row.model)}: {entry['entry']}"] = points
+            if points:  # entries share names across suites, so a line is named by its setting too
+                label = ", ".join([MODEL_LABELS.get(row.model, row.model), *_settings(comparison, row)])
+                curves[f"{label}: {entry['entry']}"] = points
     return curves
 
 

@@ -76,6 +76,16 @@ def test_learning_curves_plot_the_second_instance_online(tmp_path):
     assert f"![learning curves]({plots['santoro-table1']})" in section
 
 
+def test_each_few_shot_suite_gets_its_own_learning_curve():
+    """Entries of the same name in different suites are different lines."""
+    entries = [_entry("protonet-quick", "protonet", suite, {},
+                      learning_curve=[{"episodes": 200, "validation_score": s}])
+               for suite, s in (("omniglot-5way-1shot@2", 0.5), ("omniglot-20way-5shot@2", 0.7))]
+    curves = papers.learning_curves(papers.COMPARISONS[2], entries)
+    assert sorted(curves.values()) == [[(200, 0.5)], [(200, 0.7)]]
+    assert any("5-way 1-shot" in label for label in curves), curves
+
+
 def test_an_entry_without_a_curve_draws_nothing(tmp_path):
     entry = _entry("mann-quick", "mann", "omniglot-5way@1", ONLINE)
     del entry["result"]["learning_curve"]
