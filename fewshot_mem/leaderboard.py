@@ -44,7 +44,7 @@ from .data.episodes import ClassPool, LabelOffsetSampler
 from .errors import FewshotMemError
 from .evaluate import INSTANCE_POSITIONS, Estimate
 from .models.registry import create
-from .paths import resolve_data_root
+from .paths import resolve_data_root, write_atomically
 from .report import ordinal, plot_instance_accuracy, write_json
 from .suites import Suite, get_suite, load_pools
 from .train import load_checkpoint
@@ -351,13 +351,6 @@ def serialized(weights: dict[str, torch.Tensor]) -> bytes:
     buffer = io.BytesIO()
     torch.save(weights, buffer)
     return buffer.getvalue()
-
-
-def write_atomically(data: bytes, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data)
-    temporary.replace(path)
 
 
 def submit(result_path: Path, root: Path, *, checkpoint: Path | None = None, checkpoint_url: str | None = None,

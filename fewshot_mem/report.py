@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from .evaluate import INSTANCE_POSITIONS
+from .paths import write_atomically
 
 ORDINALS = {1: "1st", 2: "2nd", 3: "3rd"}
 
@@ -64,10 +65,7 @@ def render(results: list[dict], markdown: bool = False) -> str:
 
 
 def write_json(result: dict, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(result, indent=1))
-    temporary.replace(path)
+    write_atomically(json.dumps(result, indent=1).encode(), path)
     return path
 
 

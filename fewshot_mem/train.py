@@ -37,6 +37,7 @@ from . import distributed
 from .data.episodes import correct_predictions
 from .errors import FewshotMemError
 from .models.learner import Learner, batch_targets, predictions
+from .paths import write_atomically
 
 BUDGETS = ("smoke", "quick", "paper", "long")
 
@@ -171,7 +172,8 @@ def _drop_records_after(log: Path, step: int) -> None:
     the log (and the learning curve) has each step once."""
     if log.exists():
         lines = log.read_text().splitlines(keepends=True)
-        log.write_text("".join(line for line in lines if line.strip() and json.loads(line)["step"] <= step))
+        kept = "".join(line for line in lines if line.strip() and json.loads(line)["step"] <= step)
+        write_atomically(kept.encode(), log)
 
 
 def fit(learner: Learner, sample: Callable[[np.ndarray], object],
