@@ -194,8 +194,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated registered names or package.module:Class plug-ins "
                              f"(default: {','.join(DEFAULT_MODELS)})")
     parser.add_argument("--budget", default="quick", choices=BUDGETS,
-                        help="smoke: seconds; quick: minutes; paper: the papers' schedules; "
-                             "long: 10x the paper's episodes for the sequence models (paper elsewhere)")
+                        help="smoke: seconds; quick: minutes; paper: the papers' schedules, in their optimizer "
+                             "steps (the sequence models: 100,000 steps of 16 episodes)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", default=None, help="default: $FEWSHOT_MEM_DATA or data/")
     parser.add_argument("--out", default="runs", help="checkpoints and results go here")

@@ -2,8 +2,16 @@
 
 * ``smoke``: seconds, for tests;
 * ``quick``: minutes on a laptop CPU;
-* ``paper``: the paper's schedule;
-* ``long``: the sequence models' paper recipe for 10x as many episodes.
+* ``paper``: the paper's schedule, counted as the paper counts it (Santoro et al.'s
+  100,000 "episodes" are optimizer steps on batches of 16 sequences, as every public
+  reimplementation that reports results reads them: 1.6M sequences).
+
+Budgets are stated in optimizer steps and batch size (``TrainConfig.steps``,
+``TrainConfig.batch_size``); ``TrainConfig.episodes`` is their product, the
+number of training episodes (sequences) seen. ``long`` (1,000,000 sequences =
+62,500 steps of 16) was the sequence models' longer budget before ``paper`` was
+counted in steps; results that name it stay readable (their ``training`` record
+holds the steps), but no recipe trains it any more.
 
 A recipe names the protocol a learner trains on (its paper's), the training
 episodes' shape when it differs from the test shape (ProtoNets train with more
@@ -19,6 +27,7 @@ from .suites import Suite
 from .train import BUDGETS, TrainConfig
 
 SEQUENCE_MODELS = ("mann", "ntm", "dnc", "lstm")
+PAPER_SEQUENCE_STEPS = 100_000  # Santoro et al.'s 100,000 episodes, each one step on 16 sequences
 
 # A Conv-4 pass over one 84x84 image costs 10-30 ms on a CPU core, so on mini-ImageNet a smoke run
 # trains and validates on a few hundred images, not thousands.
@@ -42,16 +51,13 @@ def _check_budget(budget: str) -> None:
 
 
 def _sequence_recipe(model: str, suite: Suite, budget: str) -> Recipe:
-    configs = {  # Santoro et al.: batches of 16 episodes, 100,000 episodes
-        "smoke": TrainConfig("smoke", episodes=32, batch_size=8, validate_every=2, validation_episodes=8),
-        "quick": TrainConfig("quick", episodes=12_000, batch_size=16, learning_rate=1e-3,
-                             validate_every=150, validation_episodes=200),
-        "paper": TrainConfig("paper", episodes=100_000, batch_size=16, learning_rate=1e-4, optimizer="rmsprop",
-                             validate_every=500, validation_episodes=500),
-        # Santoro's recipe for 10x as long: where 100,000 episodes fall short of the paper's figures,
-        # how far does the same recipe go? (interrupt it any time; --resume continues it)
-        "long": TrainConfig("long", episodes=1_000_000, batch_size=16, learning_rate=1e-4, optimizer="rmsprop",
-                            validate_every=1000, validation_episodes=500, checkpoint_every=200),
+    configs = {  # Santoro et al.: RMSprop 1e-4, 100,000 "episodes" = optimizer steps of 16 sequences
+        "smoke": TrainConfig.of_steps("smoke", steps=4, batch_size=8, validate_every=2, validation_episodes=8),
+        "quick": TrainConfig.of_steps("quick", steps=750, batch_size=16, learning_rate=1e-3,
+                                      validate_every=150, validation_episodes=200),
+        "paper": TrainConfig.of_steps("paper", steps=PAPER_SEQUENCE_STEPS, batch_size=16, learning_rate=1e-4,
+                                      optimizer="rmsprop", validate_every=500, validation_episodes=500,
+                                      checkpoint_every=200),
     }
     hyperparameters = {}
     if model == "ntm" and suite.dataset == "omniglot":  # Santoro's "MANN with NTM addressing" row
@@ -111,12 +117,8 @@ def _plugin_recipe(model: str, budget: str) -> Recipe:
 def recipe(model: str, suite: Suite, budget: str) -> Recipe:
     """The recipe for ``model`` (a registered name or plug-in spec) on ``suite`` at ``budget``.
 
-    ``long`` differs from ``paper`` for the sequence models only; for the others it is the paper's.
     """
     _check_budget(budget)
-    if budget == "long" and model not in SEQUENCE_MODELS:
-        paper = _family_recipe(model, suite, "paper")
-        return replace(paper, config=replace(paper.config, budget="long"))
     chosen = _family_recipe(model, suite, budget)
     if budget == "smoke" and suite.dataset == "miniimagenet":  # see _SMOKE_84: the suite's ways, few queries
         return replace(chosen, config=_SMOKE_84, train_ways=chosen.train_ways and suite.ways,

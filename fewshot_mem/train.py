@@ -39,7 +39,7 @@ from .errors import FewshotMemError
 from .models.learner import Learner, batch_targets, predictions
 from .paths import write_atomically
 
-BUDGETS = ("smoke", "quick", "paper", "long")
+BUDGETS = ("smoke", "quick", "paper")
 
 
 class TrainingDiverged(FewshotMemError):
@@ -62,8 +62,14 @@ class TrainConfig:
     validation_episodes: int = 200
     log_every: int = 10  # steps
 
+    @classmethod
+    def of_steps(cls, budget: str, steps: int, batch_size: int, **settings) -> "TrainConfig":
+        """A budget stated as the papers state it: ``steps`` optimizer steps of ``batch_size`` episodes."""
+        return cls(budget, episodes=steps * batch_size, batch_size=batch_size, **settings)
+
     @property
     def steps(self) -> int:
+        """Optimizer steps; each trains on ``batch_size`` episodes."""
         return max(1, math.ceil(self.episodes / self.batch_size))
 
     def scaled(self, **changes) -> "TrainConfig":

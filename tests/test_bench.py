@@ -9,6 +9,7 @@ import pytest
 from fewshot_mem.bench import main
 from fewshot_mem.budgets import recipe
 from fewshot_mem.suites import SUITES, get_suite, UnknownSuiteError
+from fewshot_mem.train import TrainConfig
 
 
 def test_smoke_run_trains_evaluates_reports_and_reuses(omniglot_root, tmp_path, capsys):
@@ -55,17 +56,21 @@ def test_suites_have_versions_and_resolve_by_id():
         get_suite("omniglot-5way@99")
 
 
-def test_the_long_budget_lengthens_the_sequence_models_only():
-    suite = get_suite("omniglot-5way")
-    for model in ("mann", "lstm"):
-        long, paper = recipe(model, suite, "long"), recipe(model, suite, "paper")
-        assert long.config.episodes == 10 * paper.config.episodes
-        assert (long.config.optimizer, long.config.learning_rate) == (paper.config.optimizer,
-                                                                      paper.config.learning_rate)
-    for model in ("maml", "protonet"):
-        long, paper = recipe(model, suite, "long"), recipe(model, suite, "paper")
-        assert long.config == paper.config.scaled(budget="long")
-        assert (long.hyperparameters, long.train_ways) == (paper.hyperparameters, paper.train_ways)
+def test_the_paper_budget_of_the_sequence_models_is_100000_steps_of_16():
+    """Santoro et al.'s 100,000 episodes are optimizer steps on batches of 16 sequences."""
+    for suite_name in ("omniglot-5way", "omniglot-15way-strings"):
+        suite = get_suite(suite_name)
+        for model in ("mann", "ntm", "dnc", "lstm"):
+            config = recipe(model, suite, "paper").config
+            assert (config.steps, config.batch_size, config.episodes) == (100_000, 16, 1_600_000)
+            assert (config.optimizer, config.learning_rate) == ("rmsprop", 1e-4)
+
+
+def test_budgets_are_counted_in_steps_and_long_is_gone():
+    config = TrainConfig.of_steps("x", steps=7, batch_size=3)
+    assert (config.steps, config.episodes) == (7, 21)
+    with pytest.raises(ValueError, match="unknown budget"):
+        recipe("mann", get_suite("omniglot-5way"), "long")
 
 
 def test_the_maml_and_protonet_suites_are_episodic_only():
