@@ -36,9 +36,11 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# This checkout first (not an installed copy), and this folder for reference_models.
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
 from reference_models import reference_for  # noqa: E402
 
+from fewshot_mem.cuda_graphs import TrainingStep  # noqa: E402
 from fewshot_mem.data.episodes import ClassPool, LabelOffsetSampler, SequenceBatch, encode_labels  # noqa: E402
 from fewshot_mem.errors import FewshotMemError  # noqa: E402
 from fewshot_mem.models.learner import SequenceLearner, TaskSpec, classification_loss  # noqa: E402
@@ -111,17 +113,10 @@ def check_same_function(library, batch: SequenceBatch) -> tuple[bool, float]:
     return torch.allclose(got, expected, **CHECK_TOLERANCE), float((got - expected).abs().max())
 
 
-def training_step(model, loss: Callable[[SequenceBatch], torch.Tensor]):
+def training_step(model, loss: Callable[[SequenceBatch], torch.Tensor]) -> TrainingStep:
     """One optimizer step of the training loop: loss, backward, gradient clipping, Adam."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
-
-    def step(batch: SequenceBatch) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss(batch).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), GRADIENT_CLIP)
-        optimizer.step()
-
-    return step
+    return TrainingStep(loss, model.parameters(), torch.optim.Adam(model.parameters(), lr=LEARNING_RATE),
+                        clip=GRADIENT_CLIP)
 
 
 def training_flops(model, loss, batch: SequenceBatch) -> int:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .fused_steps import LSTMCellStep
+
 CONTROLLERS = ("lstm", "feedforward")
 
 
@@ -42,16 +44,8 @@ class Controller(nn.Module):
 
     def activate(self, pre: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The controller after its products: (B, G) pre-activations and (B, C) cell -> the
-        next (hidden, cell), as ``forward`` computes them."""
-        return lstm_cell(pre, cell) if self.kind == "lstm" else (torch.relu(pre), cell)
-
-
-def lstm_cell(gates: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """nn.LSTMCell after its products: (B, 4C) pre-activations in torch's order (input, forget,
-    cell, output) and (B, C) cell -> the next (hidden, cell)."""
-    i, f, g, o = gates.chunk(4, dim=-1)
-    cell = torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(cell), cell
+        next (hidden, cell), as ``forward`` computes them (an LSTM's with a hand-derived backward)."""
+        return LSTMCellStep.apply(pre, cell) if self.kind == "lstm" else (torch.relu(pre), cell)
 
 
 class _WeightGradientProbe(torch.autograd.Function):

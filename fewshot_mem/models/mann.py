@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..memory import addressing, lru
+from .fused_steps import LRUAccessStep
 from .learner import State, TaskSpec
 from .memory_learner import MEMORY_INIT, MemoryLearner
 
@@ -70,3 +71,7 @@ class MANN(MemoryLearner):
         reads = addressing.read(memory, read_w).flatten(1)  # (B, R·W)
         usage = lru.update_usage(usage, read_w, write_w, self.usage_decay)
         return (memory, read_w, usage, lru.least_used_weights(usage, h)), reads
+
+    def fast_access(self, interface: torch.Tensor, memory_state: State) -> tuple[State, torch.Tensor]:
+        *memory_state, reads = LRUAccessStep.apply(interface, *memory_state, self.usage_decay)
+        return tuple(memory_state), reads

@@ -40,6 +40,10 @@ class MemoryLearner(SequenceLearner):
         (the state's slots between cell and reads) and the reads (B, R·W)."""
         raise NotImplementedError
 
+    def fast_access(self, interface: torch.Tensor, memory_state: State) -> tuple[State, torch.Tensor]:
+        """``access`` as ``run`` calls it: a subclass may give it a hand-derived backward."""
+        return self.access(interface, memory_state)
+
     def step(self, features: torch.Tensor, previous_code: torch.Tensor, state: State
              ) -> tuple[torch.Tensor, State]:
         hidden, cell, *memory_state, reads = state
@@ -74,7 +78,7 @@ class MemoryLearner(SequenceLearner):
                                                     cell)
             if interface_log is not None:
                 interface_log.append(hidden.detach())
-            memory_state, reads = self.access(torch.addmm(interface_in, hidden, interface_weight.t()), memory_state)
+            memory_state, reads = self.fast_access(torch.addmm(interface_in, hidden, interface_weight.t()), memory_state)
             hiddens.append(hidden)
             read_log.append(reads)
         outputs = self.readout(torch.cat([torch.stack(hiddens, dim=1), torch.stack(read_log, dim=1)], dim=-1))
