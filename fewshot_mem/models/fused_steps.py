@@ -55,9 +55,9 @@ class LRUAccessStep(torch.autograd.Function):
         w = memory.shape[-1]
         keys = interface[:, : h * w].tanh().view(b, h, w)  # (B, R, W)
         gates = interface[:, h * w :].sigmoid().unsqueeze(-1)  # σ(α) (B, R, 1)
-        write_w = gates * read_w + (1 - gates) * least_used.unsqueeze(1)  # (B, R, N), lru.lru_write_weights
+        write_w = torch.lerp(least_used.unsqueeze(1), read_w, gates)  # (B, R, N), lru.lru_write_weights
         keep = lru.zero_least_used(memory.new_ones(b, n, 1), usage)  # (B, N, 1): 0 at the least used slot
-        written = memory * keep + torch.bmm(write_w.transpose(1, 2), keys)  # (B, N, W), addressing.add_write
+        written = torch.baddbmm(memory * keep, write_w.transpose(1, 2), keys)  # (B, N, W), addressing.add_write
         key_norm = addressing._safe_norm(keys).unsqueeze(-1)  # (B, R, 1)
         memory_norm = addressing._safe_norm(written).unsqueeze(1)  # (B, 1, N)
         cosine = torch.bmm(keys, written.transpose(1, 2)) / (key_norm * memory_norm)  # (B, R, N)
