@@ -239,16 +239,16 @@ def main() -> int:
     models = [m for m in args.models.split(",") if m]
     info = environment(args.device)
     say(f"bench_gpu: {json.dumps(info)}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     start, all_results = time.perf_counter(), {}
     for index, name in enumerate(models):
         left = args.budget - (time.perf_counter() - start)
         all_results[name] = run_worker(name, args, max(10.0, left / (len(models) - index)))
-    text = table(all_results, info)
+        text = table(all_results, info)  # written after every model, so a run cut short still leaves its figures
+        (out / "bench_gpu.json").write_text(json.dumps({"environment": info, "results": all_results}, indent=1))
+        (out / "bench_gpu.md").write_text(text + "\n")
     say("\n" + text)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_gpu.json").write_text(json.dumps({"environment": info, "results": all_results}, indent=1))
-    (out / "bench_gpu.md").write_text(text + "\n")
     say(f"\nwrote {out / 'bench_gpu.json'} and {out / 'bench_gpu.md'} in {time.perf_counter() - start:.0f} s")
     return 0
 

@@ -18,7 +18,7 @@ with 4 read heads for every memory model), one run:
    per repetition round (the best of them), so peak and models see the same contention.
 
     python benchmarks/bench_train.py [--models mann,ntm,dnc,lstm] [--repeats 7] [--steps 2]
-        [--batch-size 16] [--threads 2] [--compile] [--compile-scope step|loss] [--data-root DIR]
+        [--batch-size 16] [--threads 2] [--compile] [--compile-scope fused|step|loss] [--data-root DIR]
         [--random-images]
 """
 
@@ -143,7 +143,9 @@ def compiled_loss(library, scope: str):
     """torch.compile (inductor, CPU) of one recurrent step (or of ``run`` where a model steps
     through whole sequences itself, as the LSTM does), or of the whole loss."""
     compiled = copy.deepcopy(library)
-    if scope == "step":
+    if scope == "fused" and hasattr(compiled, "compile_steps"):  # the LSTM has none: its step is compiled
+        return compiled.compile_steps(), compiled.loss
+    if scope in ("step", "fused"):
         method = "run" if type(compiled).run is not SequenceLearner.run else "step"
         setattr(compiled, method, torch.compile(getattr(compiled, method), backend="inductor"))
         return compiled, compiled.loss
@@ -213,9 +215,10 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the target machine has 2 cores)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (inductor, CPU) "
                         "of the library model; falls back to eager, saying so, if compiling fails")
-    parser.add_argument("--compile-scope", choices=("step", "loss"), default="step",
-                        help="compile one recurrent step (reused at every time step; the LSTM's whole run) "
-                        "or the whole loss (the 50 steps unrolled: long compile times)")
+    parser.add_argument("--compile-scope", choices=("fused", "step", "loss"), default="step",
+                        help="compile the hand-derived step pieces of MANN/NTM/DNC (fused: compile_steps()), one "
+                        "recurrent step (reused at every time step; the LSTM's whole run) or the whole loss "
+                        "(the 50 steps unrolled: long compile times)")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--random-images", action="store_true", help="random uint8 images instead of Omniglot")
     args = parser.parse_args()

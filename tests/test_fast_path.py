@@ -53,3 +53,10 @@ def test_the_check_catches_a_wrong_override():
     learner = _Broken(TASK, **TINY)
     with pytest.raises(AssertionError, match="scores"):
         fast_path_check.check_run_matches_steps(learner)
+
+
+@pytest.mark.slow
+def test_compiled_steps_compute_the_same_function():
+    """MANN's hand-derived steps compiled by torch.compile (tens of seconds to compile)."""
+    torch.manual_seed(0)
+    fast_path_check.check_run_matches_steps(MANN(TASK, **TINY).compile_steps())

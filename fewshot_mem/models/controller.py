@@ -42,10 +42,12 @@ class Controller(nn.Module):
             return core.weight_ih[:, :outside_size], recurrent, core.bias_ih + core.bias_hh
         return core.weight[:, :outside_size], core.weight[:, outside_size:], core.bias
 
-    def activate(self, pre: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def activate(self, pre: torch.Tensor, cell: torch.Tensor, compiled: bool = False
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """The controller after its products: (B, G) pre-activations and (B, C) cell -> the
-        next (hidden, cell), as ``forward`` computes them (an LSTM's with a hand-derived backward)."""
-        return LSTMCellStep.apply(pre, cell) if self.kind == "lstm" else (torch.relu(pre), cell)
+        next (hidden, cell), as ``forward`` computes them (an LSTM's with a hand-derived backward,
+        compiled or not: see ``fused_steps``)."""
+        return LSTMCellStep.apply(pre, cell, compiled) if self.kind == "lstm" else (torch.relu(pre), cell)
 
 
 class _WeightGradientProbe(torch.autograd.Function):

@@ -73,5 +73,5 @@ class MANN(MemoryLearner):
         return (memory, read_w, usage, lru.least_used_weights(usage, h)), reads
 
     def fast_access(self, interface: torch.Tensor, memory_state: State) -> tuple[State, torch.Tensor]:
-        *memory_state, reads = LRUAccessStep.apply(interface, *memory_state, self.usage_decay)
+        *memory_state, reads = LRUAccessStep.apply(interface, *memory_state, self.usage_decay, self.compiled_steps)
         return tuple(memory_state), reads
