@@ -15,11 +15,13 @@ with 4 read heads for every memory model), one run:
    ``torch.utils.flop_counter.FlopCounterMode``, which counts matrix products: mm, addmm, bmm,
    einsum, convolutions; element-wise work is not counted), and compares the achieved GFLOP/s with
    this machine's peak, measured in the same run as a large float32 matrix product, one sample
-   per repetition round (the best of them), so peak and models see the same contention.
+   per repetition round (the best of them), so peak and models see the same contention;
+4. with ``--breakdown``, splits one library step into forward, backward and optimizer (CPU time)
+   and profiles it: the matrix products' share of operator time against the other operations.
 
     python benchmarks/bench_train.py [--models mann,ntm,dnc,lstm] [--repeats 7] [--steps 2]
         [--batch-size 16] [--threads 2] [--compile] [--compile-scope fused|step|loss] [--data-root DIR]
-        [--random-images]
+        [--random-images] [--breakdown]
 """
 
 from __future__ import annotations
@@ -153,6 +155,40 @@ def compiled_loss(library, scope: str):
                                    backend="inductor")
 
 
+MATRIX_PRODUCTS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
+
+
+def breakdown(model, batch: SequenceBatch, repeats: int = 3) -> str:
+    """Where one training step's time goes: CPU milliseconds of forward (recording the graph),
+    backward and clipping + Adam (the best of ``repeats``), and from torch.profiler the share of
+    the matrix products in the step's operator time, the operator calls per step and the mean
+    cost of a call that is not a matrix product (per-operation overhead plus element-wise work)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    parts = {"forward": [], "backward": [], "clip + Adam": []}
+    for _ in range(repeats):
+        optimizer.zero_grad(set_to_none=True)
+        start = time.process_time()
+        loss = model.loss(batch)
+        middle = time.process_time()
+        loss.backward()
+        end = time.process_time()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), GRADIENT_CLIP)
+        optimizer.step()
+        for name, seconds in zip(parts, (middle - start, end - middle, time.process_time() - end)):
+            parts[name].append(seconds)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        optimizer.zero_grad(set_to_none=True)
+        model.loss(batch).backward()
+    events = [e for e in profiler.key_averages() if e.key.startswith("aten::")]
+    total = sum(e.self_cpu_time_total for e in events)
+    products = sum(e.self_cpu_time_total for e in events if e.key in MATRIX_PRODUCTS)
+    others = sum(e.count for e in events if e.key not in MATRIX_PRODUCTS)
+    return (", ".join(f"{name} {1e3 * min(values):.1f} ms" for name, values in parts.items())
+            + f"; forward + backward in the profiler: matrix products {100 * products / total:.0f}% of operator time, "
+            f"{sum(e.count for e in events):,} operator calls, the {others:,} others "
+            f"{(total - products) / max(others, 1):.1f} us each (CPU time)")
+
+
 def interleaved_rates(steps: dict[str, Callable], batches: list[SequenceBatch], repeats: int,
                       steps_per_repeat: int, peaks: list[tuple[float, float]]) -> dict[str, tuple[float, float]]:
     """Median episodes per second of each training step function, run in alternating order:
@@ -221,6 +257,8 @@ def main() -> int:
                         "(the 50 steps unrolled: long compile times)")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--random-images", action="store_true", help="random uint8 images instead of Omniglot")
+    parser.add_argument("--breakdown", action="store_true", help="also time forward, backward and optimizer of one "
+                        "library step, and profile it (matrix products against the other operations)")
     args = parser.parse_args()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(models) - set(MODELS))
@@ -263,6 +301,8 @@ def main() -> int:
                 step(batches[0])
         rates = interleaved_rates(steps, batches, args.repeats, args.steps, peaks)
         rows.append((name, rates, flops))
+        if args.breakdown:
+            print(f"[{name}] breakdown: {breakdown(library, batches[0])}")
         print(f"[{name}] " + ", ".join(f"{k} {w:,.1f} episodes/s ({c:,.1f} per CPU-second)"
                                        for k, (w, c) in rates.items()))
 

@@ -56,7 +56,8 @@ def test_the_check_catches_a_wrong_override():
 
 
 @pytest.mark.slow
-def test_compiled_steps_compute_the_same_function():
-    """MANN's hand-derived steps compiled by torch.compile (tens of seconds to compile)."""
+@pytest.mark.parametrize("name", ["mann", "ntm", "dnc"])
+def test_compiled_steps_compute_the_same_function(name):
+    """The per-step pieces compiled by torch.compile (tens of seconds to compile a model)."""
     torch.manual_seed(0)
-    fast_path_check.check_run_matches_steps(MANN(TASK, **TINY).compile_steps())
+    fast_path_check.check_run_matches_steps(resolve(name)(TASK, **TINY).compile_steps())

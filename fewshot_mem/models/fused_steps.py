@@ -92,12 +92,13 @@ def lru_backward(keys, gates, write_w, read_w, least_used, keep, written, key_no
 
 
 @functools.cache
-def _compiled(body: Callable) -> Callable:
-    return torch.compile(body, fullgraph=False)
+def compiled(function: Callable) -> Callable:
+    """``function`` compiled by torch.compile (inductor), once per process."""
+    return torch.compile(function)
 
 
-def _body(body: Callable, compiled: bool) -> Callable:
-    return _compiled(body) if compiled else body
+def _body(body: Callable, compile: bool) -> Callable:
+    return compiled(body) if compile else body
 
 
 class LSTMCellStep(torch.autograd.Function):

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from .controller import Controller, probe_weight
+from .fused_steps import compiled
 from .encoders import build_encoder
 from .learner import SequenceLearner, State, TaskSpec
 
@@ -34,7 +35,7 @@ class MemoryLearner(SequenceLearner):
         self.compiled_steps = False  # see compile_steps
 
     def compile_steps(self, enabled: bool = True) -> "MemoryLearner":
-        """Runs the hand-derived per-step pieces of ``run`` (controller cell, and MANN's access)
+        """Runs the per-step pieces of ``run`` (the controller cell and the memory access)
         compiled by torch.compile: fewer, fused operations per time step, after a compile of
         tens of seconds per process (cached on disk by inductor). The function stays the same."""
         self.compiled_steps = enabled
@@ -49,8 +50,10 @@ class MemoryLearner(SequenceLearner):
         raise NotImplementedError
 
     def fast_access(self, interface: torch.Tensor, memory_state: State) -> tuple[State, torch.Tensor]:
-        """``access`` as ``run`` calls it: a subclass may give it a hand-derived backward."""
-        return self.access(interface, memory_state)
+        """``access`` as ``run`` calls it: a subclass may give it a hand-derived backward; by
+        default it is ``access`` itself, compiled (forward and backward) after ``compile_steps``."""
+        access = compiled(type(self).access) if self.compiled_steps else type(self).access
+        return access(self, interface, memory_state)
 
     def step(self, features: torch.Tensor, previous_code: torch.Tensor, state: State
              ) -> tuple[torch.Tensor, State]:
