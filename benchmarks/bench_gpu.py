@@ -91,8 +91,8 @@ def part(model: str, name: str, measure) -> None:
 def worker(name: str, args) -> None:
     """Every measurement of one model, in this process."""
     torch.set_num_threads(1)
-    cuda = args.device == "cuda"
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    device = args.device  # with --device cpu the device parts run on the CPU (the graphed ones fail: recorded)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     train_steps, seconds = (2, 1.0) if args.smoke else (30, 6.0)
     evaluated = 2 * BATCH if args.smoke else 1000
     train = random_batches(4, BATCH)
@@ -111,15 +111,12 @@ def worker(name: str, args) -> None:
 
     part(name, "cpu_train", cpu_training)
     part(name, "cpu_eval", cpu_evaluation)
-    if not cuda:
-        say(f"[{name}] --device cpu: the CUDA measurements are skipped")
-        return
-    device_train = [b.to("cuda") for b in train]
-    device_eval = [b.to("cuda") for b in evaluation]
+    device_train = [b.to(device) for b in train]
+    device_eval = [b.to(device) for b in evaluation]
 
-    def cuda_training(graph: bool):
+    def device_training(graph: bool):
         def measure():
-            step = training_step(build(name, "cuda"), graph)
+            step = training_step(build(name, device), graph)
             for batch in device_train:  # warm-up (and, graphed, capture)
                 step(batch)
             return rate(step, device_train, train_steps, seconds, BATCH, sync)
@@ -127,27 +124,27 @@ def worker(name: str, args) -> None:
 
     def graphed_against_eager():
         """Largest |parameter difference| after 6 steps from the same weights on the same batches."""
-        graphed, eager = build(name, "cuda"), build(name, "cuda")
+        graphed, eager = build(name, device), build(name, device)
         steps = training_step(graphed, graph=True), training_step(eager, graph=False)
         for batch in device_train + device_train[:2]:
             for step in steps:
                 step(batch)
         return max(float((a - b).abs().max()) for a, b in zip(graphed.parameters(), eager.parameters()))
 
-    def cuda_evaluation(graph: bool):
+    def device_evaluation(graph: bool):
         def measure():
-            model = build(name, "cuda").eval()
+            model = build(name, device).eval()
             with torch.no_grad():
-                forward = GraphedInference(model.online_logits, device_eval[0], "cuda") if graph else model.online_logits
+                forward = GraphedInference(model.online_logits, device_eval[0], device) if graph else model.online_logits
                 forward(device_eval[0])
                 return rate(forward, device_eval, len(device_eval), 1e9, per_eval, sync)
         return measure
 
-    part(name, "cuda_train_eager", cuda_training(graph=False))
-    part(name, "cuda_train_graphed", cuda_training(graph=True))
+    part(name, "device_train_eager", device_training(graph=False))
+    part(name, "device_train_graphed", device_training(graph=True))
     part(name, "graphed_vs_eager_max_difference", graphed_against_eager)
-    part(name, "cuda_eval_eager", cuda_evaluation(graph=False))
-    part(name, "cuda_eval_graphed", cuda_evaluation(graph=True))
+    part(name, "device_eval_eager", device_evaluation(graph=False))
+    part(name, "device_eval_graphed", device_evaluation(graph=True))
 
 
 def run_worker(name: str, args, limit: float) -> dict:
@@ -206,18 +203,19 @@ def ratio(results: dict, top: str, bottom: str) -> str:
 
 
 def table(all_results: dict, info: dict) -> str:
+    d = info["device"].upper()
     lines = [f"Card: {info.get('card', 'none')} (CUDA {info.get('cuda', '-')}), torch {info['torch']}; CPU: "
              f"{info['cpu']}, 1 thread. Episodes/s at batch {BATCH} x 50 steps (training) and {EVAL_BATCH} "
              "(evaluation), random weights and images.", "",
-             "| model | train CPU | train CUDA eager | train CUDA graphed | graphed/eager | graphed/CPU "
-             "| graphed-eager max diff | eval CPU | eval CUDA eager | eval CUDA graphed | eval graphed/CPU |",
+             f"| model | train CPU | train {d} eager | train {d} graphed | graphed/eager | graphed/CPU "
+             f"| graphed-eager max diff | eval CPU | eval {d} eager | eval {d} graphed | eval graphed/CPU |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in all_results.items():
-        lines.append(f"| {name} | {cell(r, 'cpu_train', 1)} | {cell(r, 'cuda_train_eager')} | "
-                     f"{cell(r, 'cuda_train_graphed')} | {ratio(r, 'cuda_train_graphed', 'cuda_train_eager')} | "
-                     f"{ratio(r, 'cuda_train_graphed', 'cpu_train')} | {cell(r, 'graphed_vs_eager_max_difference', -1)} | "
-                     f"{cell(r, 'cpu_eval')} | {cell(r, 'cuda_eval_eager')} | {cell(r, 'cuda_eval_graphed')} | "
-                     f"{ratio(r, 'cuda_eval_graphed', 'cpu_eval')} |")
+        lines.append(f"| {name} | {cell(r, 'cpu_train', 1)} | {cell(r, 'device_train_eager')} | "
+                     f"{cell(r, 'device_train_graphed')} | {ratio(r, 'device_train_graphed', 'device_train_eager')} | "
+                     f"{ratio(r, 'device_train_graphed', 'cpu_train')} | {cell(r, 'graphed_vs_eager_max_difference', -1)} | "
+                     f"{cell(r, 'cpu_eval')} | {cell(r, 'device_eval_eager')} | {cell(r, 'device_eval_graphed')} | "
+                     f"{ratio(r, 'device_eval_graphed', 'cpu_eval')} |")
     return "\n".join(lines)
 
 
