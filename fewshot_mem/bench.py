@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -47,8 +48,20 @@ def git_commit() -> str:
         return "unknown"
 
 
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it ("AMD EPYC 7B13"), else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def hardware(device: str) -> dict:
-    info = {"platform": platform.platform(), "processor": platform.machine(), "cpu_threads": torch.get_num_threads(),
+    info = {"platform": platform.platform(), "processor": platform.machine(), "cpu_model": cpu_model(),
+            "cpu_count": os.cpu_count(), "cpu_threads": torch.get_num_threads(),
             "torch": torch.__version__, "device": device, "processes": distributed.world_size()}
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
@@ -134,6 +147,7 @@ def run_model(model: str, suite: Suite, pools: dict[str, ClassPool], fingerprint
         "fingerprint": fingerprint, "model": model, "model_class": available_models().get(model, model),
         "hyperparameters": model_recipe.hyperparameters, "training": asdict(model_recipe.config),
         "training_protocol": model_recipe.protocol, "budget": args.budget, "seed": args.seed,
+        "training_steps": model_recipe.config.steps, "training_episodes": model_recipe.config.episodes,
         "git_commit": git_commit(), "trained_steps": previous.get("step"), "best_step": best.get("step"),
         "train_seconds": previous.get("train_seconds", train_seconds if summary else None),
         "eval_seconds": eval_seconds, "hardware": hardware(args.device), "checkpoint": str(run_dir / "best.pt"),
