@@ -125,8 +125,8 @@ def load_checkpoint(path: Path | BinaryIO, *, keys: Iterable[str] = (), recovery
 
 def _unreadable(path: Path | BinaryIO, error: Exception) -> str:
     """Why ``torch.load`` failed, in words (torch's own messages are long, or empty)."""
-    if isinstance(path, (str, os.PathLike)) and os.path.isfile(path) and os.path.getsize(path) == 0:
-        return "the file is empty (0 bytes): it was cut off while it was written"
+    if _size(path) == 0:
+        return "it is empty (0 bytes)"
     if isinstance(error, FileNotFoundError):
         return "there is no such file"
     if isinstance(error, (PermissionError, IsADirectoryError)):
@@ -137,6 +137,13 @@ def _unreadable(path: Path | BinaryIO, error: Exception) -> str:
         return "it is damaged, or not a PyTorch checkpoint of plain weights (the weights-only loader refused it)"
     first = str(error).split(". ")[0].strip()
     return f"it is truncated, damaged or not a PyTorch checkpoint ({type(error).__name__}: {first})"
+
+
+def _size(path: Path | BinaryIO) -> int | None:
+    try:
+        return os.path.getsize(path) if isinstance(path, (str, os.PathLike)) else len(path.getbuffer())
+    except (OSError, AttributeError):  # no such file; a file object that is not a BytesIO
+        return None
 
 
 def _save_from_main(payload: dict, path: Path) -> None:

@@ -3,6 +3,7 @@ metrics line, checkpoints written by earlier versions, and two trainings in one 
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
@@ -46,7 +47,7 @@ def truncate(path: Path, keep: float = 0.5) -> None:
 
 
 @pytest.mark.parametrize("damage, reason", [
-    (lambda p: p.write_bytes(b""), "the file is empty (0 bytes)"),
+    (lambda p: p.write_bytes(b""), "cannot be read: it is empty (0 bytes)"),
     (truncate, "truncated"),
     (lambda p: p.write_bytes(b"not a checkpoint at all" * 10), "not a PyTorch checkpoint"),
     (lambda p: p.unlink(), "there is no such file"),
@@ -61,6 +62,12 @@ def test_a_damaged_checkpoint_is_named_with_the_reason_and_the_way_out(tmp_path,
     assert isinstance(error.value, FewshotMemError)  # the bench's exit code 2
     message = str(error.value)
     assert str(tmp_path / "best.pt") in message and reason in message and "Delete it" in message
+
+
+def test_empty_checkpoint_bytes_say_so():
+    """Issue 20.9: an empty checkpoint gave an empty reason (torch's EOFError has no message)."""
+    with pytest.raises(CheckpointError, match=r"the checkpoint cannot be read: it is empty \(0 bytes\)"):
+        load_checkpoint(io.BytesIO(b""))
 
 
 def test_a_checkpoint_lacking_what_resuming_needs_is_refused(tmp_path):
@@ -97,7 +104,7 @@ def test_the_bench_answers_damaged_checkpoints_with_exit_code_2_and_the_way_out(
     (run_dir / "best.pt").write_bytes(b"")
     assert bench(args) == 2
     error = capsys.readouterr().err
-    assert f"{run_dir / 'best.pt'} cannot be read: the file is empty (0 bytes)" in error
+    assert f"{run_dir / 'best.pt'} cannot be read: it is empty (0 bytes)" in error
 
 
 LEGACY_KEYS = ("model", "optimizer", "step", "best_step", "best_score", "config", "train_seconds")
