@@ -9,7 +9,11 @@ Files in the run directory:
 * ``last.pt``: model, optimizer and progress, written atomically every
   ``checkpoint_every`` steps and at the end (``--resume`` continues from it);
 * ``best.pt``: the weights with the best validation score, used for test;
-* ``metrics.jsonl``: one JSON line per logged step and per validation (the learning curve).
+* ``metrics.jsonl``: one JSON line per logged step and per validation (the learning curve);
+* ``.lock``: locked by the training process, so a second one in the same directory is refused.
+
+A damaged ``last.pt`` makes the run unfinished (a plain rerun trains it again); every file
+that cannot be read raises a :class:`~fewshot_mem.errors.FewshotMemError` naming it.
 
 Under ``torchrun`` the same loop trains with DistributedDataParallel: each rank
 computes its share of step ``s``'s episodes (``distributed.shard_batch``), DDP
