@@ -11,7 +11,6 @@ episodes, print the tables people cite, and write the results JSON and plot.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -35,7 +34,7 @@ from .models.registry import BUILTIN_MODELS, available_models, create, resolve
 from .reference import Reference, board_entries, default_board_root, evaluate_reference, expected_seconds, references
 from .report import budget_text, duration, hardware_text, plot_instance_accuracy, render, write_json
 from .suites import SUITES, Suite, get_suite, load_pools
-from .train import BUDGETS, fit, is_complete, load_checkpoint
+from .train import BUDGETS, fit, is_complete, load_checkpoint, read_metrics
 
 DEFAULT_MODELS = ("mann", "ntm", "dnc", "lstm", "maml", "protonet")
 CALIBRATION_EPISODES = 64
@@ -158,10 +157,7 @@ def run_model(model: str, suite: Suite, pools: dict[str, ClassPool], fingerprint
 
 def learning_curve(metrics: Path) -> list[dict]:
     """The validation records of a run's log: score (and per-instance accuracy) against episodes."""
-    if not metrics.exists():
-        return []
-    records = (json.loads(line) for line in metrics.read_text().splitlines() if line.strip())
-    return [r for r in records if "validation_score" in r]
+    return [r for r in read_metrics(metrics) if "validation_score" in r]
 
 
 def _load_if_present(path: Path) -> dict:
