@@ -414,6 +414,7 @@ class DiffRow:
 class Verification:
     rows: list[DiffRow]
     problems: list[str]
+    measured: dict | None = None  # the re-measured tables, where the weights were evaluated
 
     @property
     def ok(self) -> bool:
@@ -475,7 +476,7 @@ def _differing_episodes(claimed: list | None, measured: list[float]) -> int:
 
 
 def verify(path: Path, root: Path, *, data_root=None, device: str = "cpu", checkpoint: Path | None = None,
-           tolerance: float = DEFAULT_VERIFY_TOLERANCE) -> Verification:
+           tolerance: float = DEFAULT_VERIFY_TOLERANCE, progress: bool = False) -> Verification:
     """Re-evaluates an entry's checkpoint on its suite's frozen test episodes and compares.
 
     Stops before loading anything when the fingerprint or the checkpoint's sha256 is not
@@ -503,8 +504,8 @@ def verify(path: Path, root: Path, *, data_root=None, device: str = "cpu", check
     if not all(row.ok for row in rows):
         return Verification(rows, problems)
     learner = build_learner(result, suite, load_weights(data, str(source)))
-    measured = evaluate_on_suite(learner, suite, facts.pools, device=device)
-    return Verification(rows + statistic_rows(result["tables"], measured, tolerance), problems)
+    measured = evaluate_on_suite(learner, suite, facts.pools, device=device, progress=progress)
+    return Verification(rows + statistic_rows(result["tables"], measured, tolerance), problems, measured)
 
 
 def format_verification(verification: Verification, reference: str, tolerance: float) -> str:

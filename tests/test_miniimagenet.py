@@ -149,6 +149,24 @@ def test_a_second_load_uses_the_cache_and_a_changed_source_is_rebuilt(tmp_path, 
     assert len(builds) == 1
 
 
+def test_a_split_changed_in_place_in_the_cache_is_found_and_rebuilt(tmp_path):
+    """Issue 20.1: without the digests in meta.json, the changed pixels were served as they were."""
+    root = make_copy(tmp_path, "pickle")
+    first = load(root)
+    built = {split: np.array(first.images(split)) for split in SPLITS}
+    path = first.cache_dir / "val.npy"
+    times = path.stat()
+    pixels = np.load(path, mmap_mode="r+")
+    pixels[0, 0] = 255 - pixels[0, 0]  # one image inverted, in the file itself
+    pixels.flush()
+    del pixels
+    os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))  # and its mtime set back
+    with pytest.warns(UserWarning, match=r"val\.npy was modified after the cache was built"):
+        again = load(root)
+    for split in SPLITS:
+        assert np.array_equal(again.images(split), built[split]), split
+
+
 # ------------------------------------------------------------------ bad input
 
 
