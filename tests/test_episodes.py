@@ -3,9 +3,11 @@ string labels, split disjointness, determinism and fingerprints."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ import torch
 from fewshot_mem.data import counter_rng
 from fewshot_mem.data.episodes import (ClassPool, EpisodeSampler, LabelOffsetSampler, correct_predictions,
                                        fingerprint, string_characters)
+from fewshot_mem.suites import get_suite, load_pools
 
 SPLITS = ("vinyals/train", "vinyals/val", "vinyals/test")
 
@@ -248,3 +251,17 @@ def test_distinct_integers_are_distinct_and_cover_the_range(count, high):
     # roughly uniform: every decile of the range is hit about equally often
     deciles = np.bincount(draws.ravel() * 10 // high, minlength=10) / draws.size
     assert np.abs(deciles - 0.1).max() < 0.03
+
+
+def test_the_readme_prints_the_real_suites_fingerprints(omniglot_root):
+    """Every 'suite NAME@VERSION, fingerprint HEX' the README prints is that suite's fingerprint of the
+    real Omniglot test episodes. Fails when a change to the samplers, the splits or the suite moves
+    the episodes (or the hash) and the README was not measured again (checked with a changed seed)."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    printed = re.findall(r"suite (\S+)@(\d+), fingerprint ([0-9a-f]{64})", readme)
+    assert printed, "the README prints no suite fingerprint"
+    for name, version, expected in printed:
+        suite = get_suite(name)
+        assert suite.version == int(version), f"the README prints {name}@{version}; the suite is @{suite.version}"
+        pools = load_pools(suite, omniglot_root, progress=False, download=False)
+        assert suite.fingerprint(pools["test"]) == expected, f"{name}@{version}"
