@@ -7,7 +7,13 @@
 
 Learners are handed inputs only (``batch.inputs()``: images and the previous
 labels' codes online; support images and labels and the query images
-episodically); labels, targets and instance positions stay here.
+episodically); labels, targets and instance positions stay here. An online
+sequence comes in one call, so its inputs hold the codes of later steps too;
+that the scores at step t use none of them is what
+``models.contract.check_online_is_causal`` checks, so a plug-in should pass
+the contract before its scores are trusted. (Code running in this process could
+still reach anything in memory; isolating an untrusted learner in its own
+process, fed inputs alone, is the stronger guarantee.)
 
 Per-episode accuracies are kept in the result, so anyone can recompute the
 intervals (the leaderboard does). Evaluation runs without gradients; a learner
