@@ -174,7 +174,8 @@ class LossAndLogits(nn.Module):
         self.learner = learner
 
     def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.learner.loss_and_logits(batch)
+        # The learner sees the inputs; the targets go to its loss apart (what is scored stays here).
+        return self.learner.loss_and_logits(batch.inputs(), batch_targets(batch))
 
 
 def _batch_accuracy(logits: torch.Tensor, batch) -> float:

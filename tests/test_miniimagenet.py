@@ -462,6 +462,11 @@ def test_each_suite_runs_end_to_end_at_the_smoke_budget(suite, suite_root, fixtu
         assert result["suite"] == f"{suite}@1" and result["fingerprint"] in printed
         assert set(result["tables"]) == {"online", f"5-way-{shots}-shot"}
         accuracies = result["tables"][f"5-way-{shots}-shot"]["per_episode"][f"5-way-{shots}-shot"]
-        assert len(accuracies) == 4 and all(0 <= a <= 1 for a in accuracies)
+        # Each an episode's share of right queries (k out of N·Q), and the estimate their mean; an
+        # accuracy in [0, 1], asserted before, held for a loss or a mis-scaled count too.
+        queries = 5 * suites.get_suite(suite).queries
+        assert len(accuracies) == 4 and all(round(a * queries) == pytest.approx(a * queries) for a in accuracies)
+        estimate = result["tables"][f"5-way-{shots}-shot"]["estimates"][f"5-way-{shots}-shot"]
+        assert estimate["mean"] == pytest.approx(np.mean(accuracies))
     mann = json.loads((out / f"{suite}@1" / "results" / "mann-smoke-seed0.json").read_text())
     assert mann["hyperparameters"] == {"image_encoder": "conv4"}
