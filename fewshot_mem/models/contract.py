@@ -18,7 +18,8 @@ import torch
 
 from ..data.episodes import (STRING_SYMBOLS, ClassPool, EpisodeBatch, EpisodeSampler, LabelOffsetSampler,
                              SequenceBatch, encode_labels)
-from .learner import Learner, TaskSpec
+from .fast_path_check import check_run_matches_steps, overrides_run
+from .learner import Learner, SequenceLearner, TaskSpec
 from .registry import resolve
 
 SMALL_IMAGE = (1, 20, 20)  # Santoro's size; Conv-4 keeps 2x2 maps after four strided blocks
@@ -135,6 +136,13 @@ def check_state_dict_round_trip(name: str, task: TaskSpec, hyperparameters: dict
             "a learner is not determined by its state_dict"
 
 
+def check_run_override(learner: Learner, pool: ClassPool) -> None:
+    """A sequence learner that overrides ``run`` (for speed) computes what its ``step`` loop does:
+    scores, final state and every gradient, in float64 (``fast_path_check``)."""
+    if isinstance(learner, SequenceLearner) and overrides_run(learner):
+        check_run_matches_steps(learner)
+
+
 CHECKS: tuple[Callable, ...] = (check_online_shapes_and_loss, check_online_is_causal,
                                 check_episodic_shapes, check_episodic_ignores_answers,
                                 check_episodes_are_independent)
@@ -153,4 +161,5 @@ def check_learner(name: str, hyperparameters: dict | None = None) -> None:
             if check in EPISODIC_CHECKS and task.label_encoding != "one-hot":
                 continue
             check(_build(name, task, hyperparameters), pool)
+        check_run_override(_build(name, task, hyperparameters), pool)
     check_state_dict_round_trip(name, TaskSpec(ways=3, image_shape=SMALL_IMAGE), hyperparameters, pool)
