@@ -1,0 +1,209 @@
+"""Checks that need no model: an entry against its suite's frozen test episodes (fingerprint,
+tables, episode counts, estimates that follow from the per-episode values), its metadata,
+its place on disk and its stored weights' sha256."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..data.episodes import ClassPool, LabelOffsetSampler
+from ..errors import FewshotMemError
+from ..evaluate import INSTANCE_POSITIONS, Estimate
+from ..paths import resolve_data_root
+from ..suites import Suite, get_suite, load_pools
+from .schema import (CONSISTENCY_TOLERANCE, ENTRY_FORMAT, ENTRY_NAME, ENTRY_SCHEMA, MODEL_NAME, RESULT_FORMAT, SHA256,
+                     WEB_LINK, LeaderboardError, schema_problems)
+from .weights import sha256_of
+
+# --- what a suite's frozen test episodes are -------------------------------------------------
+
+@dataclass(frozen=True)
+class SuiteFacts:
+    """What entries of a suite must match, computed once per suite and data root."""
+
+    suite: Suite
+    fingerprint: str
+    statistics: dict[str, tuple[str, ...]]  # table -> the estimates it must hold
+    pools: dict[str, ClassPool] = field(repr=False)
+
+
+_FACTS: dict[tuple[str, str], SuiteFacts] = {}
+
+
+def _statistics(table: str, sampler) -> tuple[str, ...]:
+    if isinstance(sampler, LabelOffsetSampler):
+        return tuple(f"instance_{p}" for p in INSTANCE_POSITIONS if p <= sampler.instances_per_class)
+    return (table,)
+
+
+def suite_facts(suite: Suite, data_root=None) -> SuiteFacts:
+    """The suite's fingerprint and tables; the data is loaded once per process."""
+    key = (suite.id, str(resolve_data_root(data_root).resolve()))
+    if key not in _FACTS:
+        pools = load_pools(suite, data_root, progress=False)
+        statistics = {t: _statistics(t, s) for t, s in suite.test_samplers(pools["test"]).items()}
+        _FACTS[key] = SuiteFacts(suite, suite.fingerprint(pools["test"]), statistics, pools)
+    return _FACTS[key]
+
+
+# --- validation -------------------------------------------------------------------------------
+
+def table_problems(name: str, table: dict, statistics: tuple[str, ...], episodes: int) -> list[str]:
+    """One table against the suite: its statistics, episode counts, and estimates that
+    follow from the per-episode values."""
+    where = f"result.tables.{name}"
+    protocol = "online" if name == "online" else "episodic"
+    problems = [] if table["protocol"] == protocol else [f"{where}.protocol must be {protocol!r}"]
+    for part in ("estimates", "per_episode"):
+        if set(table[part]) != set(statistics):
+            problems.append(f"{where}.{part} must hold exactly {', '.join(statistics)}")
+    for key in set(statistics) & set(table["estimates"]) & set(table["per_episode"]):
+        values, claimed = table["per_episode"][key], table["estimates"][key]
+        if len(values) != episodes:
+            problems.append(f"{where}.per_episode.{key} has {len(values)} episodes; the suite has {episodes}")
+            continue
+        if not all(0.0 <= v <= 1.0 for v in values):
+            problems.append(f"{where}.per_episode.{key} holds values outside [0, 1]")
+            continue
+        recomputed = Estimate.from_samples(np.array(values, dtype=np.float64))
+        for statistic in ("mean", "ci95"):
+            if not math.isclose(claimed[statistic], getattr(recomputed, statistic), rel_tol=0,
+                                abs_tol=CONSISTENCY_TOLERANCE):
+                problems.append(f"{where}.estimates.{key}.{statistic} is {claimed[statistic]!r}, but its "
+                                f"per-episode values give {getattr(recomputed, statistic)!r}")
+        if claimed["episodes"] != episodes:
+            problems.append(f"{where}.estimates.{key}.episodes is {claimed['episodes']}; the suite has {episodes}")
+    return problems
+
+
+def result_problems(result: dict, facts: SuiteFacts) -> list[str]:
+    """A results JSON (already fitting RESULT_SCHEMA) against its suite's frozen test episodes."""
+    suite = facts.suite
+    problems = [] if result["format"] == RESULT_FORMAT else [f"result.format must be {RESULT_FORMAT!r}"]
+    if not MODEL_NAME.fullmatch(result["model"]):
+        problems.append(f"result.model {result['model']!r} is neither a registered name nor a module:Class spec")
+    if result["suite"] != suite.id:
+        problems.append(f"result.suite must name the version: {suite.id!r}, not {result['suite']!r}")
+    if result["fingerprint"] != facts.fingerprint:
+        problems.append(f"result.fingerprint {result['fingerprint']} is not that of the {suite.test_episodes} "
+                        f"frozen test episodes of {suite.id} ({facts.fingerprint}); results of a "
+                        "--test-episodes run, or of other episodes, cannot go on the leaderboard")
+    tables = result["tables"]
+    if set(tables) != set(facts.statistics):
+        problems.append(f"result.tables must be exactly {', '.join(facts.statistics)} "
+                        f"(found {', '.join(tables)})")
+    for name in set(tables) & set(facts.statistics):
+        problems += table_problems(name, tables[name], facts.statistics[name], suite.test_episodes)
+    return problems
+
+
+def name_problem(name: str) -> str | None:
+    if ENTRY_NAME.fullmatch(name) is None:
+        return (f"entry name {name!r} is not allowed: use 1 to 100 of A-Z a-z 0-9 . _ -, "
+                "not starting with a dot")
+    return None
+
+
+def checkpoint_location(suite: Suite, entry: str) -> str:
+    """Where an entry's weights live, relative to the leaderboard root."""
+    return f"checkpoints/{suite.id}/{entry}.pt"
+
+
+def metadata_problems(entry: dict, suite: Suite) -> list[str]:
+    problems = [p for p in [name_problem(entry["entry"])] if p]
+    if entry["format"] != ENTRY_FORMAT:
+        problems.append(f"entry.format must be {ENTRY_FORMAT!r}")
+    if not entry["submitter"].strip():
+        problems.append("entry.submitter is empty")
+    for key in ("paper", "code"):
+        if entry.get(key) is not None and not WEB_LINK.fullmatch(entry[key]):
+            problems.append(f"entry.{key} must be an http(s) URL, not {entry[key]!r}")
+    checkpoint = entry["checkpoint"]
+    if not SHA256.fullmatch(checkpoint["sha256"]):
+        problems.append("entry.checkpoint.sha256 must be 64 lowercase hex digits")
+    path, url = checkpoint.get("path"), checkpoint.get("url")
+    if (path is None) == (url is None):
+        problems.append("entry.checkpoint needs exactly one of path (inside the leaderboard) or url")
+    elif path is not None and path != checkpoint_location(suite, entry["entry"]):
+        problems.append(f"entry.checkpoint.path must be {checkpoint_location(suite, entry['entry'])!r}")
+    elif url is not None and not WEB_LINK.fullmatch(url):
+        problems.append(f"entry.checkpoint.url must be an http(s) URL, not {url!r}")
+    return problems
+
+
+def entry_problems(entry: object, data_root=None) -> list[str]:
+    """Everything about an entry that needs no file beside it and no model."""
+    problems = schema_problems(entry, ENTRY_SCHEMA, "entry")
+    if problems:
+        return problems
+    try:
+        suite = get_suite(entry["result"]["suite"])
+    except FewshotMemError as error:
+        return [f"result.suite: {error}"]
+    return metadata_problems(entry, suite) + result_problems(entry["result"], suite_facts(suite, data_root))
+
+
+def stored_checkpoint_problems(entry: dict, root: Path) -> list[str]:
+    """The stored weights are there and are the ones the entry names."""
+    relative = entry["checkpoint"].get("path")
+    if relative is None:
+        return []
+    path = root / relative
+    if not path.is_file():  # weights stay out of git: a clone has the entries, not always the weights
+        return []
+    actual = sha256_of(path.read_bytes())
+    if actual != entry["checkpoint"]["sha256"]:
+        return [f"the checkpoint {path} has sha256 {actual}, but the entry claims {entry['checkpoint']['sha256']}"]
+    return []
+
+
+def read_json(path: Path) -> object:
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as error:
+        raise LeaderboardError(f"cannot read {path}: {error.strerror}") from error
+    except ValueError as error:
+        raise LeaderboardError(f"{path} is not JSON: {error}") from error
+
+
+def validate_file(path: Path, root: Path, data_root=None) -> list[str]:
+    """All problems of the entry file at ``path``: its content, its place, its checkpoint."""
+    entry = read_json(path)
+    problems = entry_problems(entry, data_root)
+    if problems:
+        return problems
+    if path.stem != entry["entry"] or path.parent.name != entry["result"]["suite"]:
+        problems.append(f"the file must be entries/{entry['result']['suite']}/{entry['entry']}.json")
+    return problems + stored_checkpoint_problems(entry, root)
+
+
+def entry_files(root: Path) -> list[Path]:
+    return sorted((root / "entries").glob("*/*.json"))
+
+
+def validate_board(root: Path, data_root=None) -> dict[Path, list[str]]:
+    """Every entry file's problems (an empty list for a valid one)."""
+    return {path: validate_file(path, root, data_root) for path in entry_files(root)}
+
+
+def find_entry(root: Path, reference: str) -> Path:
+    """An entry file from ``name``, ``suite/name`` or a path to the JSON file."""
+    if reference.endswith(".json") and Path(reference).is_file():
+        return Path(reference)
+    suite_part, _, name = reference.rpartition("/")
+    if name_problem(name):
+        raise LeaderboardError(name_problem(name))
+    pattern = f"{get_suite(suite_part).id if suite_part else '*'}/{name}.json"
+    matches = sorted((root / "entries").glob(pattern))
+    if not matches:
+        raise LeaderboardError(f"no entry {reference!r} under {root / 'entries'}")
+    if len(matches) > 1:
+        choices = ", ".join(f"{p.parent.name}/{name}" for p in matches)
+        raise LeaderboardError(f"{reference!r} is ambiguous: name one of {choices}")
+    return matches[0]
+
