@@ -7,18 +7,21 @@ import sys
 from pathlib import Path
 
 from ..errors import FewshotMemError
+from .record import record_verification
 from .render import render
-from .schema import DEFAULT_ROOT, DEFAULT_VERIFY_TOLERANCE
+from .schema import DEFAULT_ROOT, DEFAULT_SUITE, LeaderboardError
 from .submit import submit
-from .validate import entry_files, find_entry, validate_file
-from .verify import format_verification, verify
+from .validate import entry_files, find_entry, stored_weights, validate_file
+from .verify import EXACT, Tolerance, format_verification, verify
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="the leaderboard folder (default: leaderboard)")
     common.add_argument("--data-root", default=None, help="default: $FEWSHOT_MEM_DATA or data/")
-    parser = argparse.ArgumentParser(prog="python -m fewshot_mem.leaderboard", description="The leaderboard: results anyone can re-check, one JSON file per entry.")
+    parser = argparse.ArgumentParser(prog="python -m fewshot_mem.leaderboard", description="The leaderboard: results anyone can re-check, one JSON file per entry.",
+                                     epilog="Exit codes: 0 fine, 1 verification failed (a value differs), "
+                                            "2 bad input (nothing was changed).")
     commands = parser.add_subparsers(dest="command", required=True)
     submit_ = commands.add_parser("submit", parents=[common], help="validate a results JSON and add it as an entry")
     submit_.add_argument("result", type=Path, help="a results JSON written by the bench")
@@ -34,11 +37,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     validate_ = commands.add_parser("validate", parents=[common], help="check every entry (or the ones named)")
     validate_.add_argument("entries", nargs="*", help="entry names, suite/name, or JSON paths")
     verify_ = commands.add_parser("verify", parents=[common], help="re-evaluate an entry's checkpoint and compare")
-    verify_.add_argument("entry", help="an entry name, suite/name, or JSON path")
+    verify_.add_argument("entry", nargs="?", default=None,
+                         help=f"an entry: suite@version/name, a name (looked up in {DEFAULT_SUITE} first), or a path")
+    verify_.add_argument("--all", action="store_true", help="every entry whose weights are stored here, one line each")
     verify_.add_argument("--device", default="cpu")
     verify_.add_argument("--checkpoint", type=Path, default=None, help="the weights, for an entry that has a URL")
-    verify_.add_argument("--tolerance", type=float, default=DEFAULT_VERIFY_TOLERANCE,
-                         help="largest difference allowed in a mean or CI, as a fraction (default 0.001)")
+    verify_.add_argument("--exact", action="store_true", help="demand bit-identical per-episode values "
+                         "(what the machine that made the entry gets)")
+    verify_.add_argument("--max-differing", type=float, default=Tolerance().fraction, metavar="FRACTION",
+                         help="share of a table's episodes that may differ, by one prediction each, for another "
+                              "machine's float rounding (default 0.005)")
+    verify_.add_argument("--record", action="store_true",
+                         help="write a verification record (commit, date, hardware) into each entry that passes")
     commands.add_parser("render", parents=[common], help="write README.md and index.html")
     return parser.parse_args(argv)
 
@@ -54,6 +64,57 @@ def _validate_command(args: argparse.Namespace) -> int:
     return 2 if bad else 0
 
 
+def _tolerance(args: argparse.Namespace) -> Tolerance:
+    if not 0 <= args.max_differing < 1:
+        raise LeaderboardError(f"--max-differing is a fraction in [0, 1), not {args.max_differing}")
+    return EXACT if args.exact else Tolerance(args.max_differing)
+
+
+def _verify_command(args: argparse.Namespace) -> int:
+    if (args.entry is None) == (not args.all):
+        raise LeaderboardError("verify needs one entry, or --all")
+    if args.all:
+        if args.checkpoint:
+            raise LeaderboardError("--checkpoint names the weights of one entry: it does not go with --all")
+        return verify_many(entry_files(args.root), args)
+    path = find_entry(args.root, args.entry)
+    verification = verify(path, args.root, data_root=args.data_root, device=args.device,
+                          checkpoint=args.checkpoint, tolerance=_tolerance(args))
+    print(format_verification(verification, f"{path.parent.name}/{path.stem}", _tolerance(args)))
+    if verification.ok and args.record:
+        record_verification(path, verification, args.device)
+        print(f"recorded in {path}")
+    return 0 if verification.ok else 1
+
+
+def verify_many(paths: list[Path], args: argparse.Namespace) -> int:
+    """One line per entry; 2 if any could not be checked, else 1 if any differs, else 0."""
+    tolerance, outcomes = _tolerance(args), []
+    for path in paths:
+        reference = f"{path.parent.name}/{path.stem}"
+        try:
+            weights = stored_weights(path, args.root)
+            if weights is None:
+                outcomes.append("skipped")
+                print(f"skipped   {reference}: no weights stored here")
+                continue
+            verification = verify(path, args.root, data_root=args.data_root, device=args.device, tolerance=tolerance)
+        except FewshotMemError as error:
+            outcomes.append("error")
+            print(f"ERROR     {reference}: " + str(error).replace("\n", " "))
+            continue
+        outcomes.append("ok" if verification.ok else "differs")
+        recorded = ""
+        if verification.ok and args.record:
+            record_verification(path, verification, args.device)
+            recorded = " (recorded)"
+        print(f"{'ok' if verification.ok else 'DIFFERS':9} {reference}: {verification.summary()}{recorded}")
+    counts = {outcome: outcomes.count(outcome) for outcome in ("ok", "differs", "error", "skipped")}
+    print(f"{len(paths)} entries: " + ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
+          + f" (allowed: {tolerance.describe()})")
+    return 2 if counts["error"] else 1 if counts["differs"] else 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.command == "submit":
         path = submit(args.result, args.root, checkpoint=args.checkpoint, checkpoint_url=args.checkpoint_url,
@@ -64,11 +125,7 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "validate":
         return _validate_command(args)
     if args.command == "verify":
-        path = find_entry(args.root, args.entry)
-        verification = verify(path, args.root, data_root=args.data_root, device=args.device,
-                              checkpoint=args.checkpoint, tolerance=args.tolerance)
-        print(format_verification(verification, f"{path.parent.name}/{path.stem}", args.tolerance))
-        return 0 if verification.ok else 1
+        return _verify_command(args)
     readme, page = render(args.root, args.data_root)
     print(f"wrote {readme} and {page}")
     return 0

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..report import ordinal, plot_instance_accuracy
 from ..suites import Suite, get_suite
 from .schema import LeaderboardError
-from .validate import entry_files, read_json, suite_facts, validate_board
+from .validate import entry_files, is_verified, read_json, suite_facts, validate_board
 
 
 def shared_ranks(estimates: list[tuple[float, float]]) -> list[int]:
@@ -51,6 +51,7 @@ class Row:
     submitter: str
     links: tuple[tuple[str, str], ...]  # (label, href)
     cells: tuple[Cell, ...]
+    verified: str  # "verified <date>, commit <sha>" from the entry's record, or "unverified"
 
     @property
     def average_rank(self) -> float:
@@ -84,6 +85,14 @@ def _links(entry: dict) -> tuple[tuple[str, str], ...]:
     return tuple((label, href) for label, href in links if href)
 
 
+def verification_text(entry: dict) -> str:
+    """The entry's last passed verification, as the board shows it (validate refuses a stale record)."""
+    if not is_verified(entry):
+        return "unverified"
+    record = entry["verification"]
+    return f"verified {record['date']}, commit {record['commit'][:7]}"
+
+
 CAPTIONS = {"online": "Online protocol: accuracy (%) by instance position, ± 95% CI",
             "episodic": "Episodic protocol: query accuracy (%), ± 95% CI"}
 
@@ -93,7 +102,8 @@ def board_table(protocol: str, columns: list[tuple[str, str, str, str]], entries
     estimates = [[e["result"]["tables"][table]["estimates"][key] for _, _, table, key in chosen] for e in entries]
     ranks = [shared_ranks([(row[c]["mean"], row[c]["ci95"]) for row in estimates]) for c in range(len(chosen))]
     rows = [Row(entry["entry"], entry["result"]["model"], entry["submitter"], _links(entry),
-                tuple(Cell(est["mean"], est["ci95"], ranks[c][i]) for c, est in enumerate(estimates[i])))
+                tuple(Cell(est["mean"], est["ci95"], ranks[c][i]) for c, est in enumerate(estimates[i])),
+                verification_text(entry))
             for i, entry in enumerate(entries)]
     rows.sort(key=lambda r: (r.average_rank, -sum(c.mean for c in r.cells), r.entry))
     return BoardTable(CAPTIONS[protocol], tuple(c[1] for c in chosen), tuple(rows))

@@ -37,13 +37,15 @@ def _md_cell(cell: Cell) -> str:
 
 
 def markdown_table(table: BoardTable) -> str:
-    header = ["avg. rank", "entry", "model", "submitter", *table.columns, "links"]
+    header = ["avg. rank", "entry", "model", "submitter", *table.columns, "verified", "links"]
     lines = [f"**{table.caption}**", "", "| " + " | ".join(header) + " |",
-             "|" + "|".join([" ---: ", " --- ", " --- ", " --- "] + [" ---: "] * len(table.columns) + [" --- "]) + "|"]
+             "|" + "|".join([" ---: ", " --- ", " --- ", " --- "] + [" ---: "] * len(table.columns)
+                            + [" --- ", " --- "]) + "|"]
     for row in table.rows:
         links = " · ".join(f"[{label}]({href})" for label, href in row.links)
         lines.append("| " + " | ".join([f"{row.average_rank:.2f}", f"`{row.entry}`", f"`{row.model}`",
-                                        _md_text(row.submitter), *map(_md_cell, row.cells), links]) + " |")
+                                        _md_text(row.submitter), *map(_md_cell, row.cells), row.verified,
+                                        links]) + " |")
     return "\n".join(lines)
 
 
@@ -66,7 +68,7 @@ def render_markdown(boards: list[SuiteBoard]) -> str:
 def _html_table(table: BoardTable) -> str:
     escape = html.escape
     head = "".join(f"<th>{escape(c)}</th>" for c in ("avg. rank", "entry", "model", "submitter", *table.columns,
-                                                       "links"))
+                                                       "verified", "links"))
     body = []
     for row in table.rows:
         cells = "".join(f'<td class="num{" best" if c.rank == 1 else ""}">{escape(c.text)} '
@@ -74,7 +76,7 @@ def _html_table(table: BoardTable) -> str:
         links = " · ".join(f'<a href="{escape(href)}">{escape(label)}</a>' for label, href in row.links)
         body.append(f"<tr><td class=\"num\">{row.average_rank:.2f}</td><td><code>{escape(row.entry)}</code></td>"
                     f"<td><code>{escape(row.model)}</code></td><td>{escape(row.submitter)}</td>{cells}"
-                    f"<td>{links}</td></tr>")
+                    f"<td>{escape(row.verified)}</td><td>{links}</td></tr>")
     return (f"<div class=\"scroll\"><table>\n<caption>{escape(table.caption)}</caption>\n"
             f"<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table></div>")
 

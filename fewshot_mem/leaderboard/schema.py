@@ -23,7 +23,8 @@ WEB_LINK = re.compile(r"https?://[^\s<>\"'()\[\]`|\\]+")
 # JSON keeps floats exactly, so a mean recomputed from the per-episode values matches a
 # genuine one to rounding error; anything further off was edited.
 CONSISTENCY_TOLERANCE = 1e-9
-DEFAULT_VERIFY_TOLERANCE = 1e-3  # 0.1 percentage point: room for another machine's float rounding
+# A bare entry name is looked up in this suite first (the bench's default, Santoro's Table 1).
+DEFAULT_SUITE = "omniglot-5way@1"
 
 
 class LeaderboardError(FewshotMemError):
@@ -60,8 +61,14 @@ TABLE_SCHEMA = {"protocol": str, "estimates": MapOf(ESTIMATE_SCHEMA), "per_episo
 RESULT_SCHEMA = {"format": str, "suite": str, "fingerprint": str, "model": str, "hyperparameters": dict,
                  "budget": str, "seed": int, "tables": MapOf(TABLE_SCHEMA)}
 CHECKPOINT_SCHEMA = {"sha256": str, "path": Nullable(str), "url": Nullable(str)}
+# Written by `verify --record`: when, with which code and where the entry last re-measured as claimed.
+# results_sha256 hashes what was verified (the result and the weights' sha256), so any later
+# change to them leaves a record that no longer matches.
+VERIFICATION_SCHEMA = {"results_sha256": str, "commit": str, "date": str, "hardware": str,
+                       "differing_episodes": int}
 ENTRY_SCHEMA = {"format": str, "entry": str, "submitter": str, "paper": Nullable(str), "code": Nullable(str),
-                "submitted": str, "checkpoint": CHECKPOINT_SCHEMA, "result": RESULT_SCHEMA}
+                "submitted": str, "checkpoint": CHECKPOINT_SCHEMA, "result": RESULT_SCHEMA,
+                "verification": Nullable(VERIFICATION_SCHEMA)}
 TYPE_NAMES = {str: "a string", int: "an integer", dict: "an object", Number: "a number"}
 
 

@@ -16,9 +16,12 @@ from ..errors import FewshotMemError
 from ..evaluate import INSTANCE_POSITIONS, Estimate
 from ..paths import resolve_data_root
 from ..suites import Suite, get_suite, load_pools
-from .schema import (CONSISTENCY_TOLERANCE, ENTRY_FORMAT, ENTRY_NAME, ENTRY_SCHEMA, MODEL_NAME, RESULT_FORMAT, SHA256,
+from .schema import (CONSISTENCY_TOLERANCE, DEFAULT_SUITE, ENTRY_FORMAT, ENTRY_NAME, ENTRY_SCHEMA, MODEL_NAME, RESULT_FORMAT, SHA256,
                      WEB_LINK, LeaderboardError, schema_problems)
 from .weights import sha256_of
+
+# A per-episode value is float32(k) / float32(n), stored as float64: within 1e-6 of k / n.
+GRID_TOLERANCE = 1e-4
 
 # --- what a suite's frozen test episodes are -------------------------------------------------
 
@@ -29,6 +32,7 @@ class SuiteFacts:
     suite: Suite
     fingerprint: str
     statistics: dict[str, tuple[str, ...]]  # table -> the estimates it must hold
+    predictions: dict[str, int]  # table -> predictions behind one per-episode value (its unit is 1 / that)
     pools: dict[str, ClassPool] = field(repr=False)
 
 
@@ -41,21 +45,38 @@ def _statistics(table: str, sampler) -> tuple[str, ...]:
     return (table,)
 
 
+def _predictions(sampler) -> int:
+    """Predictions one per-episode value averages: at an instance position, one per class
+    (every class appears that often); in an episode, one per query."""
+    if isinstance(sampler, LabelOffsetSampler):
+        return sampler.ways
+    return sampler.ways * sampler.queries
+
+
 def suite_facts(suite: Suite, data_root=None) -> SuiteFacts:
     """The suite's fingerprint and tables; the data is loaded once per process."""
     key = (suite.id, str(resolve_data_root(data_root).resolve()))
     if key not in _FACTS:
         pools = load_pools(suite, data_root, progress=False)
-        statistics = {t: _statistics(t, s) for t, s in suite.test_samplers(pools["test"]).items()}
-        _FACTS[key] = SuiteFacts(suite, suite.fingerprint(pools["test"]), statistics, pools)
+        samplers = suite.test_samplers(pools["test"])
+        statistics = {t: _statistics(t, s) for t, s in samplers.items()}
+        predictions = {t: _predictions(s) for t, s in samplers.items()}
+        _FACTS[key] = SuiteFacts(suite, suite.fingerprint(pools["test"]), statistics, predictions, pools)
     return _FACTS[key]
 
 
 # --- validation -------------------------------------------------------------------------------
 
-def table_problems(name: str, table: dict, statistics: tuple[str, ...], episodes: int) -> list[str]:
-    """One table against the suite: its statistics, episode counts, and estimates that
-    follow from the per-episode values."""
+def off_grid(values: list[float], predictions: int) -> int:
+    """How many per-episode values are no fraction k / predictions: none of a genuine table is
+    (the evaluator divides whole counts), so this catches values nudged by less than a prediction."""
+    scaled = np.asarray(values, dtype=np.float64) * predictions
+    return int(np.sum(np.abs(scaled - np.round(scaled)) > GRID_TOLERANCE))
+
+
+def table_problems(name: str, table: dict, statistics: tuple[str, ...], episodes: int, predictions: int) -> list[str]:
+    """One table against the suite: its statistics, episode counts, per-episode values that
+    are whole counts of correct predictions, and estimates that follow from them."""
     where = f"result.tables.{name}"
     protocol = "online" if name == "online" else "episodic"
     problems = [] if table["protocol"] == protocol else [f"{where}.protocol must be {protocol!r}"]
@@ -70,6 +91,9 @@ def table_problems(name: str, table: dict, statistics: tuple[str, ...], episodes
         if not all(0.0 <= v <= 1.0 for v in values):
             problems.append(f"{where}.per_episode.{key} holds values outside [0, 1]")
             continue
+        if off_grid(values, predictions):
+            problems.append(f"{where}.per_episode.{key}: {off_grid(values, predictions)} values are not a whole "
+                            f"number of {predictions} predictions right (k / {predictions})")
         recomputed = Estimate.from_samples(np.array(values, dtype=np.float64))
         for statistic in ("mean", "ci95"):
             if not math.isclose(claimed[statistic], getattr(recomputed, statistic), rel_tol=0,
@@ -98,7 +122,8 @@ def result_problems(result: dict, facts: SuiteFacts) -> list[str]:
         problems.append(f"result.tables must be exactly {', '.join(facts.statistics)} "
                         f"(found {', '.join(tables)})")
     for name in set(tables) & set(facts.statistics):
-        problems += table_problems(name, tables[name], facts.statistics[name], suite.test_episodes)
+        problems += table_problems(name, tables[name], facts.statistics[name], suite.test_episodes,
+                                   facts.predictions[name])
     return problems
 
 
@@ -133,7 +158,26 @@ def metadata_problems(entry: dict, suite: Suite) -> list[str]:
         problems.append(f"entry.checkpoint.path must be {checkpoint_location(suite, entry['entry'])!r}")
     elif url is not None and not WEB_LINK.fullmatch(url):
         problems.append(f"entry.checkpoint.url must be an http(s) URL, not {url!r}")
-    return problems
+    return problems + record_problems(entry)
+
+
+def results_digest(entry: dict) -> str:
+    """sha256 of what `verify` checks: the result (every per-episode value) and the weights' sha256."""
+    verified = {"result": entry["result"], "checkpoint_sha256": entry["checkpoint"]["sha256"]}
+    return sha256_of(json.dumps(verified, sort_keys=True, separators=(",", ":")).encode())
+
+
+def record_problems(entry: dict) -> list[str]:
+    """A verification record must be one of these results: otherwise it vouches for other numbers."""
+    record = entry.get("verification")
+    if record is None or record["results_sha256"] == results_digest(entry):
+        return []
+    return ["entry.verification is the record of other results or weights (they changed after it was "
+            "written): verify the entry again with --record, or delete the record"]
+
+
+def is_verified(entry: dict) -> bool:
+    return entry.get("verification") is not None and not record_problems(entry)
 
 
 def entry_problems(entry: object, data_root=None) -> list[str]:
@@ -160,6 +204,16 @@ def stored_checkpoint_problems(entry: dict, root: Path) -> list[str]:
     if actual != entry["checkpoint"]["sha256"]:
         return [f"the checkpoint {path} has sha256 {actual}, but the entry claims {entry['checkpoint']['sha256']}"]
     return []
+
+
+def stored_weights(path: Path, root: Path) -> Path | None:
+    """The entry's weights under ``root``, if they are stored there and present."""
+    entry = read_json(path)
+    checkpoint = entry.get("checkpoint") if isinstance(entry, dict) else None
+    relative = checkpoint.get("path") if isinstance(checkpoint, dict) else None
+    if not isinstance(relative, str) or not (root / relative).is_file():
+        return None
+    return root / relative
 
 
 def read_json(path: Path) -> object:
@@ -200,10 +254,13 @@ def find_entry(root: Path, reference: str) -> Path:
         raise LeaderboardError(name_problem(name))
     pattern = f"{get_suite(suite_part).id if suite_part else '*'}/{name}.json"
     matches = sorted((root / "entries").glob(pattern))
+    in_default_suite = [path for path in matches if path.parent.name == DEFAULT_SUITE]
+    if not suite_part and in_default_suite:  # the bench's default suite, as `make bench` runs it
+        return in_default_suite[0]
     if not matches:
         raise LeaderboardError(f"no entry {reference!r} under {root / 'entries'}")
     if len(matches) > 1:
         choices = ", ".join(f"{p.parent.name}/{name}" for p in matches)
-        raise LeaderboardError(f"{reference!r} is ambiguous: name one of {choices}")
+        raise LeaderboardError(f"{reference!r} is ambiguous: name one of {choices} (suite@version/entry)")
     return matches[0]
 

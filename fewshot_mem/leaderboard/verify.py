@@ -1,18 +1,72 @@
 """``verify``: rebuild an entry's learner from its weights, evaluate it again on the suite's
-frozen test episodes the way the bench does, and say what differs."""
+frozen test episodes the way the bench does, and compare every per-episode value.
+
+On the machine that produced an entry, CPU evaluation is bit-identical. On another machine
+float rounding may flip a prediction whose scores nearly tie, so by default a table passes
+when at most ``Tolerance.fraction`` of its episodes differ, each by at most
+``Tolerance.predictions`` predictions; ``EXACT`` allows none. Shuffled per-episode values, or
+values nudged by less than a prediction, fail either way.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..bench import evaluate_on_suite
 from ..suites import get_suite
-from .schema import DEFAULT_VERIFY_TOLERANCE, ENTRY_SCHEMA, InvalidEntryError, LeaderboardError, Number, schema_problems
-from .validate import entry_problems, read_json, suite_facts
+from .schema import CONSISTENCY_TOLERANCE, ENTRY_SCHEMA, InvalidEntryError, LeaderboardError, Number, schema_problems
+from .validate import entry_problems, read_json, results_digest, suite_facts
 from .weights import build_learner, load_weights, sha256_of
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """What another machine may change: a share of a table's episodes, each by a few predictions."""
+
+    fraction: float = 0.005  # of a table's episodes (5 of 1,000)
+    predictions: int = 1  # how far each may be off, in predictions
+
+    def episodes(self, total: int) -> int:
+        return math.floor(self.fraction * total + 1e-9)
+
+    def estimate_bound(self, total: int, predictions: int) -> float:
+        """How far a mean or 95% CI can move when the allowed episodes move by the allowed
+        predictions: the mean by k·u/n, the CI by 1.96·sqrt(k)·u/sqrt(n(n-1)); 2·k·u/(n-1) bounds both."""
+        unit = self.predictions / predictions
+        return 2 * self.episodes(total) * unit / max(total - 1, 1) + CONSISTENCY_TOLERANCE
+
+    def describe(self) -> str:
+        if self.fraction == 0:
+            return "bit-identical per-episode values"
+        return (f"at most {100 * self.fraction:g}% of a table's episodes differing, by at most "
+                f"{self.predictions} prediction{'s' * (self.predictions != 1)} each")
+
+
+EXACT = Tolerance(0.0, 0)
+
+
+@dataclass(frozen=True)
+class EpisodeComparison:
+    """Claimed against re-measured per-episode values of one statistic."""
+
+    total: int
+    differing: int  # episodes whose value is not bit-identical
+    most_off: float  # the largest difference, in predictions (inf: the lists cannot be compared)
+
+    def within(self, tolerance: Tolerance) -> bool:
+        return self.differing <= tolerance.episodes(self.total) and self.most_off <= tolerance.predictions + 1e-6
+
+
+def compare_episodes(claimed: object, measured: list[float], predictions: int) -> EpisodeComparison:
+    if not isinstance(claimed, list) or len(claimed) != len(measured):
+        return EpisodeComparison(len(measured), len(measured), math.inf)
+    difference = np.abs(np.asarray(claimed, dtype=np.float64) - np.asarray(measured, dtype=np.float64))
+    differing = int(np.count_nonzero(difference))
+    return EpisodeComparison(len(measured), differing, float(difference.max(initial=0.0)) * predictions)
 
 
 @dataclass(frozen=True)
@@ -28,10 +82,27 @@ class DiffRow:
 class Verification:
     rows: list[DiffRow]
     problems: list[str]
+    episodes: list[EpisodeComparison] = field(default_factory=list)  # empty when nothing was re-measured
+    results_sha256: str = ""  # validate.results_digest of the entry as it was verified
 
     @property
     def ok(self) -> bool:
         return not self.problems and all(row.ok for row in self.rows)
+
+    @property
+    def differing_episodes(self) -> int:
+        return sum(c.differing for c in self.episodes)
+
+    def summary(self) -> str:
+        """One line: how close the re-measured values came."""
+        values = sum(c.total for c in self.episodes)
+        if not self.episodes:
+            return "not re-measured: " + "; ".join(r.statistic for r in self.rows if not r.ok) + " differ"
+        if self.differing_episodes == 0:
+            return f"bit-identical: all {values:,} per-episode values"
+        most = max(c.most_off for c in self.episodes)
+        by = "in length" if math.isinf(most) else f"by at most {most:.0f} prediction{'s' * (round(most) != 1)}"
+        return f"{self.differing_episodes:,} of {values:,} per-episode values differ, {by}"
 
 
 def hash_row(statistic: str, claimed: str, measured: str) -> DiffRow:
@@ -45,34 +116,33 @@ def _percent(value: float) -> str:
     return f"{100 * value:.3f}"
 
 
-def statistic_rows(claimed: dict, measured: dict, tolerance: float) -> list[DiffRow]:
-    """Claimed against re-measured estimates, one row per (table, statistic, mean or CI)."""
-    rows = []
+def statistic_rows(claimed: dict, measured: dict, predictions: dict[str, int],
+                   tolerance: Tolerance) -> tuple[list[DiffRow], list[EpisodeComparison]]:
+    """Claimed against re-measured: per statistic its mean and CI, then its per-episode values,
+    which decide (a mean can match while the episodes behind it were shuffled or nudged)."""
+    rows, comparisons = [], []
     for table, result in measured.items():
         for key, estimate in result["estimates"].items():
-            claim = claimed.get(table, {}).get("estimates", {}).get(key, {})
+            claim = claimed.get(table, {})
+            label = "" if key == table else f"{key} "
+            bound = tolerance.estimate_bound(len(result["per_episode"][key]), predictions[table])
             for statistic in ("mean", "ci95"):
-                value = claim.get(statistic)
-                ok = isinstance(value, Number) and abs(value - estimate[statistic]) <= tolerance
-                label = statistic if key == table else f"{key} {statistic}"
-                rows.append(DiffRow(table, f"{label} (%)", "–" if value is None else _percent(value),
+                value = claim.get("estimates", {}).get(key, {}).get(statistic)
+                ok = isinstance(value, Number) and abs(value - estimate[statistic]) <= bound
+                rows.append(DiffRow(table, f"{label}{statistic} (%)", "–" if value is None else _percent(value),
                                     _percent(estimate[statistic]), ok))
-            differing = _differing_episodes(claimed.get(table, {}).get("per_episode", {}).get(key),
-                                            result["per_episode"][key])
-            if differing:  # informative: the means above decide
-                label = "episodes" if key == table else f"{key} episodes"
-                rows.append(DiffRow(table, f"{label} that differ", "0", str(differing), True))
-    return rows
-
-
-def _differing_episodes(claimed: list | None, measured: list[float]) -> int:
-    if claimed is None or len(claimed) != len(measured):
-        return len(measured)
-    return int(np.sum(~np.isclose(np.asarray(claimed, dtype=np.float64), measured, rtol=0, atol=1e-9)))
+            comparison = compare_episodes(claim.get("per_episode", {}).get(key), result["per_episode"][key],
+                                          predictions[table])
+            off = "" if comparison.differing == 0 or math.isinf(comparison.most_off) else \
+                f" (≤ {comparison.most_off:.0f} pred.)"
+            rows.append(DiffRow(table, f"{label}episodes that differ", f"≤ {tolerance.episodes(comparison.total)}",
+                                f"{comparison.differing}{off}", comparison.within(tolerance)))
+            comparisons.append(comparison)
+    return rows, comparisons
 
 
 def verify(path: Path, root: Path, *, data_root=None, device: str = "cpu", checkpoint: Path | None = None,
-           tolerance: float = DEFAULT_VERIFY_TOLERANCE) -> Verification:
+           tolerance: Tolerance = Tolerance()) -> Verification:
     """Re-evaluates an entry's checkpoint on its suite's frozen test episodes and compares.
 
     Stops before loading anything when the fingerprint or the checkpoint's sha256 is not
@@ -92,19 +162,20 @@ def verify(path: Path, root: Path, *, data_root=None, device: str = "cpu", check
         raise LeaderboardError(f"the weights are at {entry['checkpoint']['url']}: download them and pass "
                                "--checkpoint PATH")
     if not Path(source).is_file():
-        raise LeaderboardError(f"the weights {source} are not here (checkpoints are kept out of git): get the "
-                               "file from the submitter, or reproduce it with the entry's bench command, and pass "
-                               "--checkpoint PATH; its sha256 must be " + entry["checkpoint"]["sha256"])
+        raise LeaderboardError(f"the weights {source} are not here: get the file from the submitter, or "
+                               "reproduce it with the entry's bench command, and pass --checkpoint PATH; its "
+                               "sha256 must be " + entry["checkpoint"]["sha256"])
     data = Path(source).read_bytes()
     rows.append(hash_row("checkpoint sha256", entry["checkpoint"]["sha256"], sha256_of(data)))
     if not all(row.ok for row in rows):
-        return Verification(rows, problems)
+        return Verification(rows, problems, results_sha256=results_digest(entry))
     learner = build_learner(result, suite, load_weights(data, str(source)))
     measured = evaluate_on_suite(learner, suite, facts.pools, device=device)
-    return Verification(rows + statistic_rows(result["tables"], measured, tolerance), problems)
+    statistics, comparisons = statistic_rows(result["tables"], measured, facts.predictions, tolerance)
+    return Verification(rows + statistics, problems, comparisons, results_digest(entry))
 
 
-def format_verification(verification: Verification, reference: str, tolerance: float) -> str:
+def format_verification(verification: Verification, reference: str, tolerance: Tolerance) -> str:
     header = ["table", "statistic", "claimed", "measured", ""]
     body = [[r.table, r.statistic, r.claimed, r.measured, "ok" if r.ok else "MISMATCH"] for r in verification.rows]
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
@@ -112,9 +183,8 @@ def format_verification(verification: Verification, reference: str, tolerance: f
     lines.insert(1, "  ".join("-" * width for width in widths))
     lines += [f"invalid: {problem}" for problem in verification.problems]
     bad = sum(not row.ok for row in verification.rows)
-    lines.append(f"{reference}: verified, every statistic within {100 * tolerance:g} percentage points of the claim"
+    lines.append(f"{reference}: verified ({verification.summary()}; allowed: {tolerance.describe()})"
                  if verification.ok else
-                 f"{reference}: VERIFICATION FAILED ({bad} mismatches, {len(verification.problems)} problems)")
+                 f"{reference}: VERIFICATION FAILED ({bad} mismatches, {len(verification.problems)} problems; "
+                 f"allowed: {tolerance.describe()})")
     return "\n".join(lines)
-
-
