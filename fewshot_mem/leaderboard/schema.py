@@ -12,14 +12,19 @@ from ..errors import FewshotMemError
 ENTRY_FORMAT = "fewshot-mem-leaderboard-entry/1"
 RESULT_FORMAT = "fewshot-mem-result/1"
 DEFAULT_ROOT = Path("leaderboard")
-# Entry names become file names: letters, digits, '.', '_' and '-' only, and no leading dot,
-# so a name can neither climb out of its folder ('..', '/') nor hide a file.
-ENTRY_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+# Entry names become file names and command arguments: letters, digits, '.', '_' and '-' only,
+# starting with neither a dot nor a dash, so a name can neither climb out of its folder ('..',
+# '/'), nor hide a file, nor pass for an option.
+ENTRY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 MODEL_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,200}")  # a registered name or package.module:Class
-# Links are written into Markdown and HTML: only plain http(s) URLs, without the characters
+# Links are written into Markdown and HTML: only plain http(s) URLs of printable ASCII (no control
+# or bidirectional-override characters, which hide what a link says), without the characters
 # that would end a Markdown link or an HTML attribute.
-WEB_LINK = re.compile(r"https?://[^\s<>\"'()\[\]`|\\]+")
+WEB_LINK = re.compile(r"https?://(?:(?![<>\"'()\[\]`|\\])[\x21-\x7e])+")
+# Free text (a submitter's name) may be any language, but not control characters or the
+# bidirectional controls that reorder what the board shows around them.
+HIDDEN_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # JSON keeps floats exactly, so a mean recomputed from the per-episode values matches a
 # genuine one to rounding error; anything further off was edited.
 CONSISTENCY_TOLERANCE = 1e-9

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,8 +17,8 @@ from ..errors import FewshotMemError
 from ..evaluate import INSTANCE_POSITIONS, Estimate
 from ..paths import resolve_data_root
 from ..suites import Suite, get_suite, load_pools
-from .schema import (CONSISTENCY_TOLERANCE, DEFAULT_SUITE, ENTRY_FORMAT, ENTRY_NAME, ENTRY_SCHEMA, MODEL_NAME, RESULT_FORMAT, SHA256,
-                     WEB_LINK, LeaderboardError, schema_problems)
+from .schema import (CONSISTENCY_TOLERANCE, DEFAULT_SUITE, ENTRY_FORMAT, ENTRY_NAME, HIDDEN_CHARACTERS, ENTRY_SCHEMA, MODEL_NAME, RESULT_FORMAT, SHA256,
+                     WEB_LINK, InvalidEntryError, LeaderboardError, schema_problems)
 from .weights import sha256_of
 
 # A per-episode value is float32(k) / float32(n), stored as float64: within 1e-6 of k / n.
@@ -130,7 +131,7 @@ def result_problems(result: dict, facts: SuiteFacts) -> list[str]:
 def name_problem(name: str) -> str | None:
     if ENTRY_NAME.fullmatch(name) is None:
         return (f"entry name {name!r} is not allowed: use 1 to 100 of A-Z a-z 0-9 . _ -, "
-                "not starting with a dot")
+                "not starting with a dot or a dash")
     return None
 
 
@@ -145,6 +146,8 @@ def metadata_problems(entry: dict, suite: Suite) -> list[str]:
         problems.append(f"entry.format must be {ENTRY_FORMAT!r}")
     if not entry["submitter"].strip():
         problems.append("entry.submitter is empty")
+    if HIDDEN_CHARACTERS.search(entry["submitter"]):
+        problems.append("entry.submitter holds control or bidirectional-override characters")
     for key in ("paper", "code"):
         if entry.get(key) is not None and not WEB_LINK.fullmatch(entry[key]):
             problems.append(f"entry.{key} must be an http(s) URL, not {entry[key]!r}")
@@ -192,15 +195,47 @@ def entry_problems(entry: object, data_root=None) -> list[str]:
     return metadata_problems(entry, suite) + result_problems(entry["result"], suite_facts(suite, data_root))
 
 
-def stored_checkpoint_problems(entry: dict, root: Path) -> list[str]:
-    """The stored weights are there and are the ones the entry names."""
+def own_checkpoint(entry: dict, root: Path) -> Path | None:
+    """Where the entry's stored weights are: ``root/checkpoints/<suite>/<entry>.pt`` and nowhere
+    else, reached through no symbolic link; None for weights named by URL. Checked before
+    anything is opened, so an entry cannot make the board read a file outside it."""
     relative = entry["checkpoint"].get("path")
     if relative is None:
+        return None
+    if name_problem(entry["entry"]):
+        raise LeaderboardError(f"{name_problem(entry['entry'])}; nothing was opened")
+    expected = checkpoint_location(get_suite(entry["result"]["suite"]), entry["entry"])
+    if relative != expected:
+        raise LeaderboardError(f"entry.checkpoint.path {relative!r} is not the entry's own location {expected!r} "
+                               "under the board: refused, nothing was opened")
+    path = root
+    for part in Path(expected).parts:
+        path = path / part
+        if path.is_symlink():
+            raise LeaderboardError(f"{path} is a symbolic link: a board's weights are plain files under its "
+                                   "root; refused, nothing was opened")
+    return path
+
+
+def read_weights_file(path: Path) -> bytes:
+    """The bytes of a plain file (O_NOFOLLOW: a link put there after the checks is not followed)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as error:
+        raise LeaderboardError(f"cannot open the weights {path}: {error.strerror}") from error
+    with os.fdopen(descriptor, "rb") as file:
+        return file.read()
+
+
+def stored_checkpoint_problems(entry: dict, root: Path) -> list[str]:
+    """The stored weights are the ones the entry names (weights may be absent from a clone)."""
+    try:
+        path = own_checkpoint(entry, root)
+    except LeaderboardError as error:
+        return [str(error)]
+    if path is None or not path.is_file():
         return []
-    path = root / relative
-    if not path.is_file():  # weights stay out of git: a clone has the entries, not always the weights
-        return []
-    actual = sha256_of(path.read_bytes())
+    actual = sha256_of(read_weights_file(path))
     if actual != entry["checkpoint"]["sha256"]:
         return [f"the checkpoint {path} has sha256 {actual}, but the entry claims {entry['checkpoint']['sha256']}"]
     return []
@@ -209,11 +244,11 @@ def stored_checkpoint_problems(entry: dict, root: Path) -> list[str]:
 def stored_weights(path: Path, root: Path) -> Path | None:
     """The entry's weights under ``root``, if they are stored there and present."""
     entry = read_json(path)
-    checkpoint = entry.get("checkpoint") if isinstance(entry, dict) else None
-    relative = checkpoint.get("path") if isinstance(checkpoint, dict) else None
-    if not isinstance(relative, str) or not (root / relative).is_file():
-        return None
-    return root / relative
+    problems = schema_problems(entry, ENTRY_SCHEMA, "entry")
+    if problems:
+        raise InvalidEntryError(str(path), problems)
+    weights = own_checkpoint(entry, root)
+    return weights if weights is not None and weights.is_file() else None
 
 
 def read_json(path: Path) -> object:
@@ -226,8 +261,12 @@ def read_json(path: Path) -> object:
 
 
 def validate_file(path: Path, root: Path, data_root=None) -> list[str]:
-    """All problems of the entry file at ``path``: its content, its place, its checkpoint."""
-    entry = read_json(path)
+    """All problems of the entry file at ``path``: its content, its place, its checkpoint
+    (an unreadable file is one problem, so a board reports all of them, not the first)."""
+    try:
+        entry = read_json(path)
+    except LeaderboardError as error:
+        return [str(error)]
     problems = entry_problems(entry, data_root)
     if problems:
         return problems

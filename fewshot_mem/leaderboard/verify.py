@@ -19,7 +19,7 @@ import numpy as np
 from ..bench import evaluate_on_suite
 from ..suites import get_suite
 from .schema import CONSISTENCY_TOLERANCE, ENTRY_SCHEMA, InvalidEntryError, LeaderboardError, Number, schema_problems
-from .validate import entry_problems, read_json, results_digest, suite_facts
+from .validate import entry_problems, own_checkpoint, read_json, read_weights_file, results_digest, suite_facts
 from .weights import build_learner, load_weights, sha256_of
 
 
@@ -157,7 +157,7 @@ def verify(path: Path, root: Path, *, data_root=None, device: str = "cpu", check
     facts = suite_facts(suite, data_root)
     problems = [p for p in entry_problems(entry, data_root) if not p.startswith("result.fingerprint")]
     rows = [hash_row("fingerprint", result["fingerprint"], facts.fingerprint)]
-    source = checkpoint or (root / entry["checkpoint"]["path"] if entry["checkpoint"].get("path") else None)
+    source = checkpoint or own_checkpoint(entry, root)  # an entry's own path is checked before it is opened
     if source is None:
         raise LeaderboardError(f"the weights are at {entry['checkpoint']['url']}: download them and pass "
                                "--checkpoint PATH")
@@ -165,7 +165,7 @@ def verify(path: Path, root: Path, *, data_root=None, device: str = "cpu", check
         raise LeaderboardError(f"the weights {source} are not here: get the file from the submitter, or "
                                "reproduce it with the entry's bench command, and pass --checkpoint PATH; its "
                                "sha256 must be " + entry["checkpoint"]["sha256"])
-    data = Path(source).read_bytes()
+    data = read_weights_file(Path(source))
     rows.append(hash_row("checkpoint sha256", entry["checkpoint"]["sha256"], sha256_of(data)))
     if not all(row.ok for row in rows):
         return Verification(rows, problems, results_sha256=results_digest(entry))

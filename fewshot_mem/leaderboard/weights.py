@@ -32,6 +32,8 @@ def state_dict_of(loaded: object, source: str) -> dict[str, torch.Tensor]:
 def load_weights(data: bytes, source: str) -> dict[str, torch.Tensor]:
     """Weights from checkpoint bytes (those whose sha256 was checked, not the file again);
     load_checkpoint loads with weights_only=True, which never runs code from the file."""
+    if not data:
+        raise LeaderboardError(f"{source} is empty (0 bytes): pass the run's best.pt, or copy the file again")
     try:
         loaded = load_checkpoint(io.BytesIO(data))
     except Exception as error:  # torch raises many kinds for a file that is not a safe checkpoint
@@ -41,7 +43,11 @@ def load_weights(data: bytes, source: str) -> dict[str, torch.Tensor]:
 
 def build_learner(result: dict, suite: Suite, weights: dict[str, torch.Tensor]):
     """The result's learner with ``weights``, as the bench built it."""
-    learner = create(result["model"], suite.task(), **result["hyperparameters"])
+    try:
+        learner = create(result["model"], suite.task(), **result["hyperparameters"])
+    except (TypeError, ValueError, RuntimeError) as error:  # what a constructor raises for arguments it rejects
+        raise LeaderboardError(f"result.hyperparameters {result['hyperparameters']} do not build "
+                               f"{result['model']}: {error}") from error
     try:
         learner.load_state_dict(weights)
     except RuntimeError as error:
