@@ -96,7 +96,7 @@ def trained_episodes(result: dict) -> int:
     return (result.get("trained_steps") or 0) * result["training"]["batch_size"]
 
 
-def _duration(seconds: float | None) -> str:
+def duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"
     if seconds < 120:
@@ -104,7 +104,7 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
-def _hardware(result: dict) -> str:
+def hardware_text(result: dict) -> str:
     hardware = result["hardware"]
     threads = hardware["cpu_threads"] * hardware.get("processes", 1)
     where = hardware.get("gpu") or f"{hardware['processor']} CPU, {threads} thread{'s' * (threads != 1)}"
@@ -130,7 +130,7 @@ def _our_row(entry: dict, suite_id: str) -> list[str]:
     for table, estimate in statistics(suite_id):
         found = result["tables"][table]["estimates"][estimate]
         cells.append(f"{100 * found['mean']:.1f} ± {100 * found['ci95']:.1f}")
-    return cells + [_episodes_cell(result), _duration(result.get("train_seconds")), _hardware(result),
+    return cells + [_episodes_cell(result), duration(result.get("train_seconds")), hardware_text(result),
                     command(result)]
 
 

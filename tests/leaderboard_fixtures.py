@@ -5,6 +5,7 @@ board under a temporary folder (never the repository's leaderboard/), copied per
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -73,3 +74,14 @@ def files_under(root: Path) -> dict[str, bytes]:
 
 def mismatches(output: str) -> list[str]:
     return [line for line in output.splitlines() if line.rstrip().endswith("MISMATCH")]
+
+
+def browser() -> str:
+    """Chromium, or a skip that says why; under CI (CI=true) a missing browser fails instead, so
+    the page check cannot vanish from CI unnoticed."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        pytest.fail("CI=true but chromium is not installed: .ci/run installs it (apt-get install chromium)")
+    pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it)")

@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 
 from ..errors import FewshotMemError
+from .changes import BASE_VARIABLE, changed_entries
 from .record import record_verification
 from .render import render
 from .schema import DEFAULT_ROOT, DEFAULT_SUITE, LeaderboardError
 from .submit import submit
-from .validate import entry_files, find_entry, stored_weights, validate_file
+from .validate import entry_files, find_entry, read_json, stored_weights, validate_file
 from .verify import EXACT, Tolerance, format_verification, verify
 
 
@@ -40,6 +41,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     verify_.add_argument("entry", nargs="?", default=None,
                          help=f"an entry: suite@version/name, a name (looked up in {DEFAULT_SUITE} first), or a path")
     verify_.add_argument("--all", action="store_true", help="every entry whose weights are stored here, one line each")
+    verify_.add_argument("--changed", action="store_true",
+                         help="the entries that differ from the base branch (what CI checks), one line each")
+    verify_.add_argument("--base", default=None, help=f"with --changed: the branch or commit to compare with "
+                         f"(default: ${BASE_VARIABLE}, else origin/main, else main)")
     verify_.add_argument("--device", default="cpu")
     verify_.add_argument("--checkpoint", type=Path, default=None, help="the weights, for an entry that has a URL")
     verify_.add_argument("--exact", action="store_true", help="demand bit-identical per-episode values "
@@ -71,12 +76,16 @@ def _tolerance(args: argparse.Namespace) -> Tolerance:
 
 
 def _verify_command(args: argparse.Namespace) -> int:
-    if (args.entry is None) == (not args.all):
-        raise LeaderboardError("verify needs one entry, or --all")
+    if (args.entry is not None) + args.all + args.changed != 1:
+        raise LeaderboardError("verify needs one entry, or --all, or --changed")
+    if args.checkpoint and args.entry is None:
+        raise LeaderboardError("--checkpoint names the weights of one entry: it goes with neither --all nor --changed")
     if args.all:
-        if args.checkpoint:
-            raise LeaderboardError("--checkpoint names the weights of one entry: it does not go with --all")
         return verify_many(entry_files(args.root), args)
+    if args.changed:
+        chosen, how = changed_entries(args.root, entry_files(args.root), args.base)
+        print(f"{len(chosen)} to verify: {how}")
+        return verify_many(chosen, args, confirm_records=True)
     path = find_entry(args.root, args.entry)
     verification = verify(path, args.root, data_root=args.data_root, device=args.device,
                           checkpoint=args.checkpoint, tolerance=_tolerance(args))
@@ -87,16 +96,21 @@ def _verify_command(args: argparse.Namespace) -> int:
     return 0 if verification.ok else 1
 
 
-def verify_many(paths: list[Path], args: argparse.Namespace) -> int:
-    """One line per entry; 2 if any could not be checked, else 1 if any differs, else 0."""
+def verify_many(paths: list[Path], args: argparse.Namespace, confirm_records: bool = False) -> int:
+    """One line per entry; 2 if any could not be checked, else 1 if any differs, else 0. With
+    ``confirm_records``, an entry whose weights are not here may not claim a verification."""
     tolerance, outcomes = _tolerance(args), []
     for path in paths:
         reference = f"{path.parent.name}/{path.stem}"
         try:
             weights = stored_weights(path, args.root)
+            if weights is None and confirm_records and read_json(path).get("verification"):
+                outcomes.append("differs")
+                print(f"DIFFERS   {reference}: claims a verification, but its weights are not here to confirm it")
+                continue
             if weights is None:
                 outcomes.append("skipped")
-                print(f"skipped   {reference}: no weights stored here")
+                print(f"skipped   {reference}: no weights stored here (it stays unverified)")
                 continue
             verification = verify(path, args.root, data_root=args.data_root, device=args.device, tolerance=tolerance)
         except FewshotMemError as error:
