@@ -190,3 +190,9 @@ def test_ci_refuses_a_verification_claimed_without_weights(change, omniglot_root
     path.write_text(json.dumps(entry))
     done = ci_step(change, omniglot_root)
     assert done.returncode == 1 and "claims a verification, but its weights are not here" in done.stdout
+
+
+def test_a_named_base_that_does_not_exist_is_bad_input(board, omniglot_root, capsys):
+    """Falling back to 'every entry' is for a base that was not named; a named one is a mistake."""
+    assert leaderboard(board, omniglot_root, "verify", "--changed", "--base", "no-such-branch") == 2
+    assert "'no-such-branch' is not a git branch or commit" in capsys.readouterr().err

@@ -13,6 +13,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from .schema import LeaderboardError
+
 BASE_VARIABLE = "LEADERBOARD_BASE"
 DEFAULT_BASES = ("origin/main", "main")
 
@@ -26,14 +28,17 @@ def _git(root: Path, *args: str) -> str | None:
 
 
 def merge_base(root: Path, base: str | None) -> tuple[str | None, str]:
-    """The commit to compare with, and the base it came from (or why there is none)."""
-    candidates = [base] if base else ([os.environ[BASE_VARIABLE]] if os.environ.get(BASE_VARIABLE) else
-                                      list(DEFAULT_BASES))
-    for candidate in candidates:
+    """The commit to compare with, and the base it came from (or why there is none). A base that
+    was named (``base``, $LEADERBOARD_BASE) must exist; the default ones may not."""
+    named = base or os.environ.get(BASE_VARIABLE)
+    for candidate in [named] if named else DEFAULT_BASES:
         commit = _git(root, "merge-base", candidate, "HEAD")
         if commit:
             return commit.strip(), candidate
-    return None, f"none of {', '.join(candidates)} is a git branch or commit here"
+    if named:
+        raise LeaderboardError(f"the base {named!r} is not a git branch or commit of the repository holding "
+                               f"{root} (a shallow clone may lack it: fetch it, or name another)")
+    return None, f"none of {', '.join(DEFAULT_BASES)} is a git branch or commit here"
 
 
 def entry_of(relative: str) -> str | None:

@@ -72,9 +72,12 @@ branch, `$LEADERBOARD_BASE` or `origin/main`; every entry when git cannot tell).
 another machine than yours, so it allows the documented tolerance for float rounding: at most
 0.5% of a table's episodes may differ, by one prediction each. Any other difference fails the
 change. A changed entry whose weights are not in the change fails if it claims a verification,
-and otherwise stays unverified. A re-evaluation takes about as long as the bench's evaluation of
-the entry (`eval_seconds` in its result): on the project's 2-core machine from 1 s (an LSTM) to
-23 minutes (MAML's online table, which re-adapts on every prefix).
+and otherwise stays unverified. A named base that git does not know is an error (a shallow clone
+may lack it). A re-evaluation takes about as long as the bench's evaluation of the entry
+(`eval_seconds` in its result) plus loading the data: on the project's 2-core machine, 5 to 10 s
+for the plug-in example's entry (`time python -m fewshot_mem.leaderboard verify ...`), 1 s (an
+LSTM) to 23 minutes (MAML's online table, which re-adapts on every prefix) of evaluation for the
+committed entries.
 
 What this protects: a change cannot put numbers on the board, or a *verified* mark beside them,
 that its own weights do not reproduce, since CI re-measures everything the change touches
