@@ -96,37 +96,39 @@ def _verify_command(args: argparse.Namespace) -> int:
     return 0 if verification.ok else 1
 
 
+OUTCOME_LABELS = {"ok": "ok", "differs": "DIFFERS", "error": "ERROR", "skipped": "skipped"}  # problems shout
+
+
 def verify_many(paths: list[Path], args: argparse.Namespace, confirm_records: bool = False) -> int:
     """One line per entry; 2 if any could not be checked, else 1 if any differs, else 0. With
     ``confirm_records``, an entry whose weights are not here may not claim a verification."""
     tolerance, outcomes = _tolerance(args), []
     for path in paths:
-        reference = f"{path.parent.name}/{path.stem}"
-        try:
-            weights = stored_weights(path, args.root)
-            if weights is None and confirm_records and read_json(path).get("verification"):
-                outcomes.append("differs")
-                print(f"DIFFERS   {reference}: claims a verification, but its weights are not here to confirm it")
-                continue
-            if weights is None:
-                outcomes.append("skipped")
-                print(f"skipped   {reference}: no weights stored here (it stays unverified)")
-                continue
-            verification = verify(path, args.root, data_root=args.data_root, device=args.device, tolerance=tolerance)
-        except FewshotMemError as error:
-            outcomes.append("error")
-            print(f"ERROR     {reference}: " + str(error).replace("\n", " "))
-            continue
-        outcomes.append("ok" if verification.ok else "differs")
-        recorded = ""
-        if verification.ok and args.record:
-            record_verification(path, verification, args.device)
-            recorded = " (recorded)"
-        print(f"{'ok' if verification.ok else 'DIFFERS':9} {reference}: {verification.summary()}{recorded}")
-    counts = {outcome: outcomes.count(outcome) for outcome in ("ok", "differs", "error", "skipped")}
+        outcome, line = _verify_line(path, args, tolerance, confirm_records)
+        outcomes.append(outcome)
+        print(f"{OUTCOME_LABELS[outcome]:9} {path.parent.name}/{path.stem}: {line}")
+    counts = {outcome: outcomes.count(outcome) for outcome in OUTCOME_LABELS}
     print(f"{len(paths)} entries: " + ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
           + f" (allowed: {tolerance.describe()})")
     return 2 if counts["error"] else 1 if counts["differs"] else 0
+
+
+def _verify_line(path: Path, args: argparse.Namespace, tolerance: Tolerance, confirm_records: bool) -> tuple[str, str]:
+    """(ok | differs | error | skipped, what to say) for one entry of verify --all / --changed."""
+    try:
+        if stored_weights(path, args.root) is None:
+            if confirm_records and read_json(path).get("verification"):
+                return "differs", "claims a verification, but its weights are not here to confirm it"
+            return "skipped", "no weights stored here (it stays unverified)"
+        verification = verify(path, args.root, data_root=args.data_root, device=args.device, tolerance=tolerance)
+    except FewshotMemError as error:
+        return "error", str(error).replace("\n", " ")
+    if not verification.ok:
+        return "differs", verification.summary()
+    if args.record:
+        record_verification(path, verification, args.device)
+        return "ok", verification.summary() + " (recorded)"
+    return "ok", verification.summary()
 
 
 def run(args: argparse.Namespace) -> int:

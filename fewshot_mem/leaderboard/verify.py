@@ -94,15 +94,16 @@ class Verification:
         return sum(c.differing for c in self.episodes)
 
     def summary(self) -> str:
-        """One line: how close the re-measured values came."""
+        """One line: how close the re-measured values came, and what else is wrong."""
+        invalid = f"; invalid: {'; '.join(self.problems)}" if self.problems else ""
         values = sum(c.total for c in self.episodes)
         if not self.episodes:
-            return "not re-measured: " + "; ".join(r.statistic for r in self.rows if not r.ok) + " differ"
+            return "not re-measured: " + ", ".join(r.statistic for r in self.rows if not r.ok) + " differ" + invalid
         if self.differing_episodes == 0:
-            return f"bit-identical: all {values:,} per-episode values"
+            return f"bit-identical: all {values:,} per-episode values" + invalid
         most = max(c.most_off for c in self.episodes)
         by = "in length" if math.isinf(most) else f"by at most {most:.0f} prediction{'s' * (round(most) != 1)}"
-        return f"{self.differing_episodes:,} of {values:,} per-episode values differ, {by}"
+        return f"{self.differing_episodes:,} of {values:,} per-episode values differ, {by}" + invalid
 
 
 def hash_row(statistic: str, claimed: str, measured: str) -> DiffRow:
