@@ -29,23 +29,23 @@ From a clone of the repository, with the data set up (`make test` does it; see t
    accuracies, the training record, time and hardware) and the weights,
    `runs/omniglot-5way@1/mann/paper-seed0/best.pt`.
 
-2. **Submit** the result with its weights, under a name of your choice and your own name:
+2. **Submit** the result with its weights, under a new entry name and your own name:
 
    ```bash
    python -m fewshot_mem.leaderboard submit runs/omniglot-5way@1/results/mann-paper-seed0.json \\
-       --name mann-paper --submitter "Your Name" [--paper URL] [--code URL]
+       --name my-mann --submitter "Your Name" [--paper URL] [--code URL]
    ```
 
    It checks the result (suite, fingerprint, per-episode values, estimates) and that the weights
-   fit the model, then writes `entries/omniglot-5way@1/mann-paper.json` and the weights as a
-   float32 weights-only state dict, `checkpoints/omniglot-5way@1/mann-paper.pt`. It writes
+   fit the model, then writes `entries/omniglot-5way@1/my-mann.json` and the weights as a
+   weights-only state dict, `checkpoints/omniglot-5way@1/my-mann.pt`. It writes
    nothing if a check fails, and never replaces an entry without `--force`.
 
 3. **Check it** on your machine, and record the verification:
 
    ```bash
    python -m fewshot_mem.leaderboard validate
-   python -m fewshot_mem.leaderboard verify omniglot-5way@1/mann-paper --exact --record
+   python -m fewshot_mem.leaderboard verify omniglot-5way@1/my-mann --exact --record
    python -m fewshot_mem.leaderboard render
    ```
 
@@ -55,10 +55,10 @@ From a clone of the repository, with the data set up (`make test` does it; see t
 4. **Open a change** (a pull request) with the entry, its weights and the re-rendered board:
 
    ```bash
-   git checkout -b leaderboard/mann-paper
-   git add leaderboard/entries/omniglot-5way@1/mann-paper.json \\
-           leaderboard/checkpoints/omniglot-5way@1/mann-paper.pt leaderboard/README.md leaderboard/index.html
-   git commit -m "Leaderboard: mann-paper on omniglot-5way@1" && git push
+   git checkout -b leaderboard/my-mann
+   git add leaderboard/entries/omniglot-5way@1/my-mann.json \\
+           leaderboard/checkpoints/omniglot-5way@1/my-mann.pt leaderboard/README.md leaderboard/index.html
+   git commit -m "Leaderboard: my-mann on omniglot-5way@1" && git push
    ```
 
    A plug-in model's code must be in the change too (as `examples/my_model/` is), or CI cannot
