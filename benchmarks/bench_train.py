@@ -15,11 +15,13 @@ with 4 read heads for every memory model), one run:
    ``torch.utils.flop_counter.FlopCounterMode``, which counts matrix products: mm, addmm, bmm,
    einsum, convolutions; element-wise work is not counted), and compares the achieved GFLOP/s with
    this machine's peak, measured in the same run as a large float32 matrix product, one sample
-   per repetition round (the best of them), so peak and models see the same contention.
+   per repetition round (the best of them), so peak and models see the same contention;
+4. with ``--breakdown``, splits one library step into forward, backward and optimizer (CPU time)
+   and profiles it: the matrix products' share of operator time against the other operations.
 
     python benchmarks/bench_train.py [--models mann,ntm,dnc,lstm] [--repeats 7] [--steps 2]
-        [--batch-size 16] [--threads 2] [--compile] [--compile-scope step|loss] [--data-root DIR]
-        [--random-images]
+        [--batch-size 16] [--threads 2] [--compile] [--compile-scope fused|step|loss] [--data-root DIR]
+        [--random-images] [--breakdown]
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# This checkout first (not an installed copy), and this folder for reference_models.
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
 from reference_models import reference_for  # noqa: E402
 
+from fewshot_mem.cuda_graphs import TrainingStep  # noqa: E402
 from fewshot_mem.data.episodes import ClassPool, LabelOffsetSampler, SequenceBatch, encode_labels  # noqa: E402
 from fewshot_mem.errors import FewshotMemError  # noqa: E402
 from fewshot_mem.models.learner import SequenceLearner, TaskSpec, classification_loss  # noqa: E402
@@ -111,17 +115,10 @@ def check_same_function(library, batch: SequenceBatch) -> tuple[bool, float]:
     return torch.allclose(got, expected, **CHECK_TOLERANCE), float((got - expected).abs().max())
 
 
-def training_step(model, loss: Callable[[SequenceBatch], torch.Tensor]):
+def training_step(model, loss: Callable[[SequenceBatch], torch.Tensor]) -> TrainingStep:
     """One optimizer step of the training loop: loss, backward, gradient clipping, Adam."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
-
-    def step(batch: SequenceBatch) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss(batch).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), GRADIENT_CLIP)
-        optimizer.step()
-
-    return step
+    return TrainingStep(loss, model.parameters(), torch.optim.Adam(model.parameters(), lr=LEARNING_RATE),
+                        clip=GRADIENT_CLIP)
 
 
 def training_flops(model, loss, batch: SequenceBatch) -> int:
@@ -148,12 +145,48 @@ def compiled_loss(library, scope: str):
     """torch.compile (inductor, CPU) of one recurrent step (or of ``run`` where a model steps
     through whole sequences itself, as the LSTM does), or of the whole loss."""
     compiled = copy.deepcopy(library)
-    if scope == "step":
+    if scope == "fused" and hasattr(compiled, "compile_steps"):  # the LSTM has none: its step is compiled
+        return compiled.compile_steps(), compiled.loss
+    if scope in ("step", "fused"):
         method = "run" if type(compiled).run is not SequenceLearner.run else "step"
         setattr(compiled, method, torch.compile(getattr(compiled, method), backend="inductor"))
         return compiled, compiled.loss
     return compiled, torch.compile(lambda batch: classification_loss(compiled.online_logits(batch), batch.targets),
                                    backend="inductor")
+
+
+MATRIX_PRODUCTS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
+
+
+def breakdown(model, batch: SequenceBatch, repeats: int = 3) -> str:
+    """Where one training step's time goes: CPU milliseconds of forward (recording the graph),
+    backward and clipping + Adam (the best of ``repeats``), and from torch.profiler the share of
+    the matrix products in the step's operator time, the operator calls per step and the mean
+    cost of a call that is not a matrix product (per-operation overhead plus element-wise work)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    parts = {"forward": [], "backward": [], "clip + Adam": []}
+    for _ in range(repeats):
+        optimizer.zero_grad(set_to_none=True)
+        start = time.process_time()
+        loss = model.loss(batch)
+        middle = time.process_time()
+        loss.backward()
+        end = time.process_time()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), GRADIENT_CLIP)
+        optimizer.step()
+        for name, seconds in zip(parts, (middle - start, end - middle, time.process_time() - end)):
+            parts[name].append(seconds)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        optimizer.zero_grad(set_to_none=True)
+        model.loss(batch).backward()
+    events = [e for e in profiler.key_averages() if e.key.startswith("aten::")]
+    total = sum(e.self_cpu_time_total for e in events)
+    products = sum(e.self_cpu_time_total for e in events if e.key in MATRIX_PRODUCTS)
+    others = sum(e.count for e in events if e.key not in MATRIX_PRODUCTS)
+    return (", ".join(f"{name} {1e3 * min(values):.1f} ms" for name, values in parts.items())
+            + f"; forward + backward in the profiler: matrix products {100 * products / total:.0f}% of operator time, "
+            f"{sum(e.count for e in events):,} operator calls, the {others:,} others "
+            f"{(total - products) / max(others, 1):.1f} us each (CPU time)")
 
 
 def interleaved_rates(steps: dict[str, Callable], batches: list[SequenceBatch], repeats: int,
@@ -218,11 +251,14 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the target machine has 2 cores)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (inductor, CPU) "
                         "of the library model; falls back to eager, saying so, if compiling fails")
-    parser.add_argument("--compile-scope", choices=("step", "loss"), default="step",
-                        help="compile one recurrent step (reused at every time step; the LSTM's whole run) "
-                        "or the whole loss (the 50 steps unrolled: long compile times)")
+    parser.add_argument("--compile-scope", choices=("fused", "step", "loss"), default="step",
+                        help="compile the hand-derived step pieces of MANN/NTM/DNC (fused: compile_steps()), one "
+                        "recurrent step (reused at every time step; the LSTM's whole run) or the whole loss "
+                        "(the 50 steps unrolled: long compile times)")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--random-images", action="store_true", help="random uint8 images instead of Omniglot")
+    parser.add_argument("--breakdown", action="store_true", help="also time forward, backward and optimizer of one "
+                        "library step, and profile it (matrix products against the other operations)")
     args = parser.parse_args()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(models) - set(MODELS))
@@ -265,6 +301,8 @@ def main() -> int:
                 step(batches[0])
         rates = interleaved_rates(steps, batches, args.repeats, args.steps, peaks)
         rows.append((name, rates, flops))
+        if args.breakdown:
+            print(f"[{name}] breakdown: {breakdown(library, batches[0])}")
         print(f"[{name}] " + ", ".join(f"{k} {w:,.1f} episodes/s ({c:,.1f} per CPU-second)"
                                        for k, (w, c) in rates.items()))
 

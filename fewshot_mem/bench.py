@@ -2,7 +2,7 @@
 episodes, print the tables people cite, and write the results JSON and plot.
 
     python -m fewshot_mem.bench --suite omniglot-5way [--models mann,lstm] [--budget quick]
-        [--seed 0] [--data-root DIR] [--out runs/] [--device cpu|cuda] [--eval-only]
+        [--seed 0] [--data-root DIR] [--out runs/] [--device cpu|cuda|auto] [--eval-only]
         [--resume] [--wandb] [--list]
     python -m fewshot_mem.bench --cite SUITE [--models ...]   # BibTeX for a suite's numbers
     torchrun --nproc_per_node=P -m fewshot_mem.bench ...      # the same, on P processes (README)
@@ -11,7 +11,7 @@ episodes, print the tables people cite, and write the results JSON and plot.
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import platform
 import subprocess
 import sys
@@ -26,14 +26,16 @@ from . import __version__, distributed
 from .budgets import recipe
 from .citation import cite, models_in_results
 from .data.episodes import ClassPool
+from .device import resolve_device
 from .errors import FewshotMemError
 from .evaluate import evaluate_episodic, evaluate_online
 from .models.learner import Learner
 from .models.online import NoveltyScoring
 from .models.registry import BUILTIN_MODELS, available_models, create, resolve
-from .report import plot_instance_accuracy, render, write_json
+from .reference import Reference, board_entries, default_board_root, evaluate_reference, expected_seconds, references
+from .report import budget_text, duration, hardware_text, plot_instance_accuracy, render, write_json
 from .suites import SUITES, Suite, get_suite, load_pools
-from .train import BUDGETS, fit, is_complete, load_checkpoint
+from .train import BUDGETS, fit, is_complete, load_checkpoint, read_metrics
 
 DEFAULT_MODELS = ("mann", "ntm", "dnc", "lstm", "maml", "protonet")
 CALIBRATION_EPISODES = 64
@@ -47,8 +49,20 @@ def git_commit() -> str:
         return "unknown"
 
 
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it ("AMD EPYC 7B13"), else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def hardware(device: str) -> dict:
-    info = {"platform": platform.platform(), "processor": platform.machine(), "cpu_threads": torch.get_num_threads(),
+    info = {"platform": platform.platform(), "processor": platform.machine(), "cpu_model": cpu_model(),
+            "cpu_count": os.cpu_count(), "cpu_threads": torch.get_num_threads(),
             "torch": torch.__version__, "device": device, "processes": distributed.world_size()}
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
@@ -134,6 +148,7 @@ def run_model(model: str, suite: Suite, pools: dict[str, ClassPool], fingerprint
         "fingerprint": fingerprint, "model": model, "model_class": available_models().get(model, model),
         "hyperparameters": model_recipe.hyperparameters, "training": asdict(model_recipe.config),
         "training_protocol": model_recipe.protocol, "budget": args.budget, "seed": args.seed,
+        "training_steps": model_recipe.config.steps, "training_episodes": model_recipe.config.episodes,
         "git_commit": git_commit(), "trained_steps": previous.get("step"), "best_step": best.get("step"),
         "train_seconds": previous.get("train_seconds", train_seconds if summary else None),
         "eval_seconds": eval_seconds, "hardware": hardware(args.device), "checkpoint": str(run_dir / "best.pt"),
@@ -143,10 +158,7 @@ def run_model(model: str, suite: Suite, pools: dict[str, ClassPool], fingerprint
 
 def learning_curve(metrics: Path) -> list[dict]:
     """The validation records of a run's log: score (and per-instance accuracy) against episodes."""
-    if not metrics.exists():
-        return []
-    records = (json.loads(line) for line in metrics.read_text().splitlines() if line.strip())
-    return [r for r in records if "validation_score" in r]
+    return [r for r in read_metrics(metrics) if "validation_score" in r]
 
 
 def _load_if_present(path: Path) -> dict:
@@ -193,13 +205,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--models", default=None,
                         help="comma-separated registered names or package.module:Class plug-ins "
                              f"(default: {','.join(DEFAULT_MODELS)})")
-    parser.add_argument("--budget", default="quick", choices=BUDGETS,
-                        help="smoke: seconds; quick: minutes; paper: the papers' schedules, in their optimizer "
-                             "steps (the sequence models: 100,000 steps of 16 episodes)")
+    parser.add_argument("--budget", default=None, choices=BUDGETS,
+                        help="train at this budget instead of evaluating the reference weights. smoke: seconds; "
+                             "quick: minutes; paper: the papers' schedules, in their optimizer steps (the sequence "
+                             "models: 100,000 steps of 16 episodes; hours)")
+    parser.add_argument("--train", action="store_true",
+                        help="train (at --budget, default quick) even where reference weights exist")
+    parser.add_argument("--leaderboard", type=Path, default=None,
+                        help="the board whose reference weights the default run evaluates "
+                             "(default: the repository's leaderboard/)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", default=None, help="default: $FEWSHOT_MEM_DATA or data/")
     parser.add_argument("--out", default="runs", help="checkpoints and results go here")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda, cuda:N, or auto (CUDA when present, else CPU); the reference numbers "
+                             "were measured on CPU, where evaluation is bit-identical")
     parser.add_argument("--eval-only", action="store_true", help="evaluate existing checkpoints, train nothing")
     parser.add_argument("--resume", action="store_true", help="continue interrupted training runs")
     parser.add_argument("--wandb", action="store_true", help="also log to wandb (offline unless configured)")
@@ -228,24 +248,32 @@ def main(argv: list[str] | None = None) -> int:
         models = model_names(args.models or ",".join(DEFAULT_MODELS))
         for model in models:
             resolve(model)  # fail on a bad name before any work
-        if args.device.startswith("cuda") and not torch.cuda.is_available():
-            raise FewshotMemError("--device cuda was asked for, but PyTorch sees no CUDA device")
-        args.device = distributed.init(args.device)  # under torchrun: join the group, one GPU a rank
+        args.device = distributed.init(resolve_device(args.device))  # under torchrun: join the group, one GPU a rank
         args.quiet = args.quiet or not distributed.is_main()  # rank 0 alone shows progress
         started = time.perf_counter()
+        plan = plan_run(suite, models, args)
         pools = load_pools(suite, args.data_root, progress=not args.quiet, download=not args.no_download)
         fingerprint = suite.fingerprint(pools["test"], args.test_episodes)
-        results = []
+        results, differing = [], []
         for model in models:
-            result = run_model(model, suite, pools, fingerprint, args)
+            if plan[model] is not None:
+                result, equal = evaluate_reference(plan[model], args.leaderboard, data_root=args.data_root,
+                                                   device=args.device, progress=not args.quiet)
+                differing += [] if equal else [plan[model].name]
+                label = "reference"
+            else:
+                result, label = run_model(model, suite, pools, fingerprint, args), f"{args.budget}-seed{args.seed}"
             if distributed.is_main():  # every rank holds the same result: one writes it
                 path = write_json(result, Path(args.out) / suite.id / "results" / f"{model.replace(':', '_')}"
-                                          f"-{args.budget}-seed{args.seed}.json")
-                print(f"[{model}] results: {path}")
+                                          f"-{label}.json")
+                print(f"[{model}] results: {path}" + (_reference_verdict(plan[model], equal) if plan[model] else ""))
             results.append(result)
         if distributed.is_main():
-            report(results, suite, fingerprint, args, started)
-        return 0
+            report(results, suite, fingerprint, args, started, "reference" if any(plan.values()) else None)
+            for name in differing:
+                print(f"MISMATCH: {name}'s weights did not give the entry's per-episode results "
+                      f"(python -m fewshot_mem.leaderboard verify {name} shows where)")
+        return 1 if differing else 0
     except (FewshotMemError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -253,12 +281,47 @@ def main(argv: list[str] | None = None) -> int:
         distributed.cleanup()
 
 
-def report(results: list[dict], suite: Suite, fingerprint: str, args: argparse.Namespace, started: float) -> None:
+def plan_run(suite: Suite, models: list[str], args: argparse.Namespace) -> dict[str, Reference | None]:
+    """Which models are evaluated from reference weights and which are trained (at ``args.budget``,
+    set here), printed with the run's expected duration as the run's first lines."""
+    reference_mode = args.budget is None and not (args.train or args.eval_only)
+    args.budget = args.budget or "quick"
+    args.leaderboard = args.leaderboard or default_board_root()
+    if reference_mode and args.test_episodes is not None:
+        raise FewshotMemError("--test-episodes applies to training runs (--budget or --train): reference "
+                              "weights are evaluated on every frozen test episode, as their entries were")
+    plan = references(args.leaderboard, suite, models) if reference_mode else dict.fromkeys(models)
+    if distributed.is_main():
+        expected = expected_seconds(plan, board_entries(args.leaderboard, suite), args.budget)
+        print(f"{suite.id}: expected duration "
+              f"{'unknown (no board entry tells)' if expected is None else 'about ' + duration(expected)}; "
+              f"{sum(r is not None for r in plan.values())} of {len(plan)} models from reference weights")
+        for model, reference in plan.items():
+            print(f"  {model}: " + (f"reference weights {reference.name} ({budget_text(reference.result)}, "
+                                    f"trained {duration(reference.result.get('train_seconds'))} on "
+                                    f"{hardware_text(reference.result['hardware'])})" if reference else
+                                    ("no reference weights on this board: " if reference_mode else "") +
+                                    f"trains at the {args.budget} budget "
+                                    f"({budget_text(_planned(recipe(model, suite, args.budget)))})"))
+    return plan
+
+
+def _planned(model_recipe) -> dict:
+    return {"budget": model_recipe.config.budget, "training": asdict(model_recipe.config)}
+
+
+def _reference_verdict(reference: Reference, equal: bool) -> str:
+    return (f" (re-evaluated: equal to the entry {reference.name})" if equal else
+            f" (re-evaluated: DIFFERS from the entry {reference.name})")
+
+
+def report(results: list[dict], suite: Suite, fingerprint: str, args: argparse.Namespace, started: float,
+           label: str | None = None) -> None:
     """Prints the tables and writes the plot."""
     print()
     print(render(results))
-    plot = plot_instance_accuracy(results, Path(args.out) / suite.id / f"instance-accuracy-{args.budget}"
-                                                                      f"-seed{args.seed}.png")
+    plot = plot_instance_accuracy(results, Path(args.out) / suite.id / f"instance-accuracy-"
+                                                                      f"{label or args.budget + '-seed' + str(args.seed)}.png")
     print(f"\nsuite {suite.id}, fingerprint {fingerprint}")
     if plot:
         print(f"plot: {plot}")

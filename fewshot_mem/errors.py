@@ -19,3 +19,15 @@ class DownloadError(FewshotMemError):
 
 class CacheError(FewshotMemError):
     """A cache could not be written where it belongs."""
+
+
+class RunFileError(FewshotMemError):
+    """A file of a training run (a checkpoint, the metrics log) is damaged or unreadable."""
+
+
+class CheckpointError(RunFileError):
+    """A checkpoint cannot be read: missing, empty, truncated, or not a checkpoint."""
+
+
+class DirectoryInUseError(FewshotMemError):
+    """Another process holds the lock on a directory (two trainings in one run directory)."""

@@ -5,6 +5,16 @@
   accuracy at the position, with a 95% confidence interval 1.96·std/√n.
 * Episodic protocol: query accuracy, mean ± 1.96·std/√n over episodes.
 
+Learners are handed inputs only (``batch.inputs()``: images and the previous
+labels' codes online; support images and labels and the query images
+episodically); labels, targets and instance positions stay here. An online
+sequence comes in one call, so its inputs hold the codes of later steps too;
+that the scores at step t use none of them is what
+``models.contract.check_online_is_causal`` checks, so a plug-in should pass
+the contract before its scores are trusted. (Code running in this process could
+still reach anything in memory; isolating an untrusted learner in its own
+process, fed inputs alone, is the stronger guarantee.)
+
 Per-episode accuracies are kept in the result, so anyone can recompute the
 intervals (the leaderboard does). Evaluation runs without gradients; a learner
 that needs them to adapt (MAML) turns them on inside its own adaptation.
@@ -28,7 +38,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed
-from .data.episodes import EpisodeSampler, LabelOffsetSampler, SequenceBatch, correct_predictions
+from .data.episodes import EpisodeBatch, EpisodeSampler, LabelOffsetSampler, SequenceBatch, correct_predictions
 from .models.learner import Learner, batch_targets, predictions
 
 INSTANCE_POSITIONS = (1, 2, 3, 4, 5, 10)
@@ -65,10 +75,11 @@ class ProtocolResult:
                 "per_episode": self.per_episode}
 
 
-def _episode_accuracy(learner: Learner, batch, device) -> torch.Tensor:
-    """(B, positions or queries) correctness of one batch."""
-    batch = batch.to(device)
-    return correct_predictions(predictions(learner.logits(batch)), batch_targets(batch)).float()
+def _episode_accuracy(learner: Learner, batch: SequenceBatch | EpisodeBatch, device) -> torch.Tensor:
+    """(B, steps or queries) correctness of one batch. The learner is handed the inputs alone;
+    what it is scored against stays here."""
+    logits = learner.logits(batch.inputs().to(device))
+    return correct_predictions(predictions(logits).cpu(), batch_targets(batch)).float()
 
 
 def _batches(ids: np.ndarray, batch_size: int):
@@ -99,7 +110,7 @@ def evaluate_online(learner: Learner, sampler: LabelOffsetSampler, episodes: int
 
     def score(ids: np.ndarray) -> torch.Tensor:  # (B, positions)
         batch: SequenceBatch = sampler.batch(ids)
-        correct = _episode_accuracy(learner, batch, device).cpu()  # (B, T)
+        correct = _episode_accuracy(learner, batch, device)  # (B, T)
         at = torch.stack([batch.instance_index == p for p in positions], dim=1).float()  # (B, P, T): N steps each
         return (correct.unsqueeze(1) * at).sum(2) / at.sum(2)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .evaluate import INSTANCE_POSITIONS
 from .leaderboard import DEFAULT_ROOT, entry_files, read_json
-from .report import markdown_table, ordinal, plot_learning_curves
+from .report import duration, hardware_text, markdown_table, ordinal, plot_learning_curves
 from .suites import get_suite
 
 MODEL_LABELS = {"mann": "MANN (LRUA)", "ntm": "MANN (NTM addressing)", "dnc": "DNC", "lstm": "LSTM",
@@ -96,21 +96,6 @@ def trained_episodes(result: dict) -> int:
     return (result.get("trained_steps") or 0) * result["training"]["batch_size"]
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
-
-
-def hardware_text(result: dict) -> str:
-    hardware = result["hardware"]
-    threads = hardware["cpu_threads"] * hardware.get("processes", 1)
-    where = hardware.get("gpu") or f"{hardware['processor']} CPU, {threads} thread{'s' * (threads != 1)}"
-    return where
-
-
 def command(result: dict) -> str:
     seed = f" --seed {result['seed']}" if result["seed"] else ""
     return (f"`python -m fewshot_mem.bench --suite {result['suite']} --models {result['model']} "
@@ -130,7 +115,7 @@ def _our_row(entry: dict, suite_id: str) -> list[str]:
     for table, estimate in statistics(suite_id):
         found = result["tables"][table]["estimates"][estimate]
         cells.append(f"{100 * found['mean']:.1f} ± {100 * found['ci95']:.1f}")
-    return cells + [_episodes_cell(result), duration(result.get("train_seconds")), hardware_text(result),
+    return cells + [_episodes_cell(result), duration(result.get("train_seconds")), hardware_text(result["hardware"]),
                     command(result)]
 
 

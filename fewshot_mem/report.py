@@ -64,6 +64,33 @@ def render(results: list[dict], markdown: bool = False) -> str:
     return "\n\n".join(parts)
 
 
+def duration(seconds: float | None) -> str:
+    """Seconds as people say them: "42 s", "17 min", "3.1 h"."""
+    if seconds is None:
+        return "–"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def hardware_text(hardware: dict) -> str:
+    """Where a result was computed: the GPU, else the CPU model (or architecture) and threads."""
+    threads = hardware["cpu_threads"] * hardware.get("processes", 1)
+    cpu = hardware.get("cpu_model") or f"{hardware['processor']} CPU"
+    return hardware.get("gpu") or f"{cpu}, {threads} thread{'s' * (threads != 1)}"
+
+
+def budget_text(result: dict) -> str:
+    """A result's training budget in optimizer steps and episodes, and how much of it ran:
+    "paper: 100,000 steps × 16 = 1,600,000 episodes" ("62,500 of 100,000 steps × 16 ..." when cut short)."""
+    training = result["training"]
+    batch = training["batch_size"]
+    planned = -(-training["episodes"] // batch)
+    trained = result.get("trained_steps") or planned
+    steps = f"{trained:,} of {planned:,}" if trained < planned else f"{planned:,}"
+    return f"{result['budget']}: {steps} steps × {batch} = {trained * batch:,} episodes"
+
+
 def write_json(result: dict, path: Path) -> Path:
     write_atomically(json.dumps(result, indent=1).encode(), path)
     return path

@@ -9,7 +9,11 @@ Files in the run directory:
 * ``last.pt``: model, optimizer and progress, written atomically every
   ``checkpoint_every`` steps and at the end (``--resume`` continues from it);
 * ``best.pt``: the weights with the best validation score, used for test;
-* ``metrics.jsonl``: one JSON line per logged step and per validation (the learning curve).
+* ``metrics.jsonl``: one JSON line per logged step and per validation (the learning curve);
+* ``.lock``: locked by the training process, so a second one in the same directory is refused.
+
+A damaged ``last.pt`` makes the run unfinished (a plain rerun trains it again); every file
+that cannot be read raises a :class:`~fewshot_mem.errors.FewshotMemError` naming it.
 
 Under ``torchrun`` the same loop trains with DistributedDataParallel: each rank
 computes its share of step ``s``'s episodes (``distributed.shard_batch``), DDP
@@ -23,10 +27,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable, Iterable
 
 import numpy as np
 import torch
@@ -35,9 +41,9 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .data.episodes import correct_predictions
-from .errors import FewshotMemError
+from .errors import CheckpointError, FewshotMemError, RunFileError
 from .models.learner import Learner, batch_targets, predictions
-from .paths import write_atomically
+from .paths import locked, write_atomically
 
 BUDGETS = ("smoke", "quick", "paper")
 
@@ -86,24 +92,71 @@ class TrainSummary:
     resumed_from: int
 
 
-def save_atomically(payload: dict, path: Path) -> None:
-    """torch.save to a temporary file beside ``path``, then rename over it."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
+# What a resumable ``last.pt`` holds (``train_seconds`` is optional: older runs lack it).
+LAST_KEYS = ("model", "optimizer", "step", "best_step", "best_score", "config")
+RERUN_ADVICE = ("Delete it and rerun without --resume to train this run again from the start "
+                "(or put back a copy of the file if you keep one).")
 
 
-def load_checkpoint(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+def save_checkpoint(payload: dict, path: Path) -> None:
+    """``torch.save`` through :func:`paths.write_atomically`: a reader or a crash never sees half a file."""
+    write_atomically(lambda handle: torch.save(payload, handle), path)
+
+
+def load_checkpoint(path: Path | BinaryIO, *, keys: Iterable[str] = (), recovery: str = RERUN_ADVICE) -> dict:
+    """A checkpoint, loaded weights-only (a file's pickled code never runs) on the CPU.
+
+    Args:
+        path: the file (or a binary file object).
+        keys: what the checkpoint must hold (:data:`LAST_KEYS` for a ``last.pt``).
+        recovery: what the error message tells the user to do.
+
+    Raises:
+        CheckpointError: naming the file and why it cannot be used (missing, empty, truncated,
+            damaged, not a checkpoint, lacking ``keys``), and ``recovery``.
+    """
+    where = f"the checkpoint {path}" if isinstance(path, (str, os.PathLike)) else "the checkpoint"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises many kinds for a file that is not a checkpoint
+        raise CheckpointError(f"{where} cannot be read: {_unreadable(path, error)}. {recovery}") from error
+    missing = [key for key in keys if key not in state] if isinstance(state, dict) else list(keys)
+    if not isinstance(state, dict) or missing:
+        held = f"lacks {', '.join(missing)}" if isinstance(state, dict) else f"holds a {type(state).__name__}"
+        raise CheckpointError(f"{where} is not a training checkpoint: it {held}. {recovery}")
+    return state
+
+
+def _unreadable(path: Path | BinaryIO, error: Exception) -> str:
+    """Why ``torch.load`` failed, in words (torch's own messages are long, or empty)."""
+    if _size(path) == 0:
+        return "it is empty (0 bytes)"
+    if isinstance(error, FileNotFoundError):
+        return "there is no such file"
+    if isinstance(error, (PermissionError, IsADirectoryError)):
+        return error.strerror or str(error)
+    if isinstance(error, EOFError):
+        return "it ends too early (cut off while it was written)"
+    if isinstance(error, pickle.UnpicklingError):
+        return "it is damaged, or not a PyTorch checkpoint of plain weights (the weights-only loader refused it)"
+    first = str(error).split(". ")[0].strip()
+    return f"it is truncated, damaged or not a PyTorch checkpoint ({type(error).__name__}: {first})"
+
+
+def _size(path: Path | BinaryIO) -> int | None:
+    try:
+        return os.path.getsize(path) if isinstance(path, (str, os.PathLike)) else len(path.getbuffer())
+    except (OSError, AttributeError):  # no such file; a file object that is not a BytesIO
+        return None
 
 
 def _save_from_main(payload: dict, path: Path) -> None:
     if distributed.is_main():  # every rank holds the same weights: one writes them
-        save_atomically(payload, path)
+        save_checkpoint(payload, path)
 
 
 def _resume_state(path: Path) -> dict | None:
-    return load_checkpoint(path) if path.exists() else None
+    return load_checkpoint(path, keys=LAST_KEYS) if path.exists() else None
 
 
 class LossAndLogits(nn.Module):
@@ -121,7 +174,8 @@ class LossAndLogits(nn.Module):
         self.learner = learner
 
     def forward(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.learner.loss_and_logits(batch)
+        # The learner sees the inputs; the targets go to its loss apart (what is scored stays here).
+        return self.learner.loss_and_logits(batch.inputs(), batch_targets(batch))
 
 
 def _batch_accuracy(logits: torch.Tensor, batch) -> float:
@@ -173,12 +227,44 @@ class MetricsLog:
             self.wandb.finish()
 
 
+def read_metrics(path: Path) -> list[dict]:
+    """The records of a run's ``metrics.jsonl``, in order (none if there is no file).
+
+    A last line without its newline that does not parse was cut off by a killed writer: it is
+    skipped (its step is redone on resume). Anything else that does not parse is damage.
+
+    Raises:
+        RunFileError: naming the file and line, and how to recover.
+    """
+    try:
+        lines = path.read_text().split("\n")
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as error:
+        raise RunFileError(f"the metrics log {path} cannot be read ({error}). Delete it, or move it aside, "
+                           "and rerun (the learning curve then starts afresh).") from error
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+                raise ValueError("not a record with a step")
+        except ValueError as error:
+            if number == len(lines):  # the last line, with no newline after it: a torn write
+                break
+            raise RunFileError(f"{path}, line {number}, is not a metrics record ({error}). Delete that line "
+                               "(its record is then missing from the learning curve) and rerun.") from error
+        records.append(record)
+    return records
+
+
 def _drop_records_after(log: Path, step: int) -> None:
-    """Resuming redoes the steps after the checkpoint; their records from the killed session go, so
-    the log (and the learning curve) has each step once."""
+    """Resuming redoes the steps after the checkpoint; their records from the killed session go
+    (and a line the killed writer tore), so the log (and the learning curve) has each step once."""
     if log.exists():
-        lines = log.read_text().splitlines(keepends=True)
-        kept = "".join(line for line in lines if line.strip() and json.loads(line)["step"] <= step)
+        kept = "".join(json.dumps(record) + "\n" for record in read_metrics(log) if record["step"] <= step)
         write_atomically(kept.encode(), log)
 
 
@@ -195,7 +281,23 @@ def fit(learner: Learner, sample: Callable[[np.ndarray], object],
         validate: learner -> a score to maximize (accuracy on validation classes), or a dict
             with that score under "score" and further figures to log beside it (the learning curve).
         resume: continue from ``last.pt`` if there is one (else start afresh).
+
+    Raises:
+        DirectoryInUseError: another process is training in ``run_dir``; nothing was changed.
+        CheckpointError, RunFileError: ``resume`` and ``last.pt`` or ``metrics.jsonl`` is damaged.
+        TrainingDiverged: the loss stopped being finite.
     """
+    with ExitStack() as held:
+        # One training per run directory: rank 0, which alone writes in it, holds its lock throughout.
+        distributed.from_main(held.enter_context, locked(run_dir, "training"))
+        return _train(learner, sample, validate, config, run_dir, resume=resume, progress=progress,
+                      device=device, use_wandb=use_wandb, run_config=run_config)
+
+
+def _train(learner: Learner, sample: Callable[[np.ndarray], object],
+           validate: Callable[[Learner], float | dict[str, float]], config: TrainConfig, run_dir: Path, *,
+           resume: bool, progress: bool, device: str | torch.device, use_wandb: bool, run_config: dict | None
+           ) -> TrainSummary:
     main = distributed.is_main()
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -208,8 +310,7 @@ def fit(learner: Learner, sample: Callable[[np.ndarray], object],
         optimizer.load_state_dict(state["optimizer"])
         start_step, best_step, best_score = state["step"], state["best_step"], state["best_score"]
         seconds_before = state.get("train_seconds", 0.0)
-        if main:
-            _drop_records_after(run_dir / "metrics.jsonl", start_step)
+        distributed.from_main(_drop_records_after, run_dir / "metrics.jsonl", start_step)
     elif main and (run_dir / "metrics.jsonl").exists():
         (run_dir / "metrics.jsonl").unlink()  # a fresh run starts a fresh log
     learner.to(device)
@@ -289,5 +390,8 @@ def is_complete(run_dir: Path, config: TrainConfig) -> bool:
     last = run_dir / "last.pt"
     if not last.exists() or not (run_dir / "best.pt").exists():
         return False
-    state = load_checkpoint(last)
+    try:
+        state = load_checkpoint(last, keys=LAST_KEYS)
+    except CheckpointError:  # a damaged last.pt is an unfinished run: a plain rerun trains it again
+        return False
     return state["step"] >= config.steps and state["config"] == asdict(config)

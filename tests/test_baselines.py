@@ -51,7 +51,7 @@ def test_running_prototypes_equal_the_means_of_the_labelled_prefix():
     batch = LabelOffsetSampler(synthetic_pool(), ways=3, instances_per_class=4).batch([0])
     with torch.no_grad():
         embedded = learner.embed(batch.images)[0]
-        scores = learner.seen_scores(batch)[0]
+        scores = learner.seen_scores(batch.inputs())[0]
     labels = batch.labels[0]
     for t in range(1, 12):
         for c in labels[:t].unique().tolist():
@@ -82,7 +82,7 @@ def test_online_adapters_predict_at_every_step_and_favour_unseen_labels_at_first
         learner.calibrate_novelty([train.batch(range(episodes))])
         batch = test.batch(range(episodes))
         with torch.no_grad():
-            logits = learner.eval().online_logits(batch)
+            logits = learner.eval().online_logits(batch.inputs())
         assert logits.shape == (episodes, 50, 5) and torch.isfinite(logits).all()
         predicted = logits.argmax(-1)
         counts = seen_counts(batch.previous_codes)
@@ -99,7 +99,7 @@ def test_vectorized_online_maml_equals_learn2learn_adaptation_per_prefix():
     learner = MAMLLearner(TaskSpec(3, image_shape=SMALL_IMAGE), hidden_size=8).double().eval()
     batch = LabelOffsetSampler(synthetic_pool(), ways=3, instances_per_class=3).batch(range(2))
     with torch.no_grad():
-        fast = learner.seen_scores(batch)
+        fast = learner.seen_scores(batch.inputs())  # the labels are read from the codes
     for episode in range(2):
         for step in range(1, 9):
             clone = learner.adapted(batch.images[episode][:step], batch.labels[episode][:step])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from fewshot_mem.bench import main
 from fewshot_mem.budgets import recipe
@@ -79,3 +80,47 @@ def test_the_maml_and_protonet_suites_are_episodic_only():
         assert suite.protocols == ("episodic",) and suite.version == 2
         with pytest.raises(UnknownSuiteError):
             get_suite(f"{name}@1")
+
+
+def test_the_default_run_evaluates_reference_weights_and_checks_them_against_their_entry(
+        omniglot_root, tmp_path, capsys):
+    """Without --budget the bench trains nothing where the board has weights: it re-evaluates them
+    through verify, says which entry and budget each row comes from, and exits 1 when the weights
+    no longer give the entry's per-episode results (tampered weights make it fail)."""
+    from fewshot_mem.leaderboard import main as leaderboard_main
+
+    common = ["--suite", "omniglot-5way", "--data-root", str(omniglot_root), "--quiet"]
+    assert main([*common, "--models", "lstm", "--budget", "smoke", "--out", str(tmp_path / "train")]) == 0
+    board = tmp_path / "board"
+    (result,) = (tmp_path / "train" / "omniglot-5way@1" / "results").glob("lstm-*.json")
+    assert leaderboard_main(["submit", str(result), "--name", "lstm-smoke", "--submitter", "tests",
+                             "--root", str(board), "--data-root", str(omniglot_root)]) == 0
+    capsys.readouterr()
+
+    out = tmp_path / "reference"
+    assert main([*common, "--models", "lstm", "--leaderboard", str(board), "--out", str(tmp_path / "explicit"),
+                 "--budget", "smoke"]) == 0  # an explicit budget trains, whatever the board has
+    assert "0 of 1 models from reference weights" in capsys.readouterr().out
+
+    assert main([*common, "--models", "lstm", "--leaderboard", str(board), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    first = printed.splitlines()[0]
+    assert first.startswith("omniglot-5way@1: expected duration about") and "1 of 1 models" in first
+    assert "reference weights omniglot-5way@1/lstm-smoke (smoke: 4 steps × 8 = 32 episodes" in printed
+    assert "equal to the entry omniglot-5way@1/lstm-smoke" in printed
+    entry = json.loads((board / "entries" / "omniglot-5way@1" / "lstm-smoke.json").read_text())
+    measured = json.loads((out / "omniglot-5way@1" / "results" / "lstm-reference.json").read_text())
+    assert measured["tables"] == entry["result"]["tables"]
+    assert not (out / "omniglot-5way@1" / "lstm").exists()  # nothing was trained
+
+    weights = board / entry["checkpoint"]["path"]
+    state = torch.load(weights, weights_only=True)
+    state = {name: value + 0.5 if value.is_floating_point() else value for name, value in state.items()}
+    torch.save(state, weights)
+    assert main([*common, "--models", "lstm", "--leaderboard", str(board), "--out", str(out)]) == 1
+
+
+def test_the_default_run_refuses_test_episodes_without_training(omniglot_root, tmp_path, capsys):
+    assert main(["--suite", "omniglot-5way", "--models", "lstm", "--data-root", str(omniglot_root),
+                 "--leaderboard", str(tmp_path), "--test-episodes", "5", "--quiet"]) == 2
+    assert "--test-episodes applies to training runs" in capsys.readouterr().err

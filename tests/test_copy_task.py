@@ -1,5 +1,10 @@
 """A small copy task: the NTM learns to copy (its held-out loss falls well below the untrained one)."""
 
+import json
+import math
+import re
+
+import pytest
 import torch
 
 from fewshot_mem.tasks.copy import BITS, NTMCopier, copy_batch, evaluate_copy, main, train_copy
@@ -25,7 +30,19 @@ def test_ntm_learns_to_copy_short_sequences():
 
 
 def test_copy_cli_writes_its_histories(tmp_path, capsys):
+    """The JSON parses and holds both models' curves, ending at the last step, and each printed
+    line gives that model's numbers (it only checked that "lstm:" was printed)."""
     out = tmp_path / "copy.json"
-    main(["--models", "lstm", "--steps", "3", "--max-length", "3", "--out", str(out)])
-    assert "lstm:" in capsys.readouterr().out
-    assert out.exists()
+    main(["--models", "ntm,lstm", "--steps", "3", "--max-length", "3", "--out", str(out), "--threads", "1"])
+    printed = capsys.readouterr().out
+    results = json.loads(out.read_text())
+    assert sorted(results) == ["lstm", "ntm"]
+    for name, result in results.items():
+        curve = result["history"]
+        assert curve and curve[-1]["step"] == result["steps"] == 3
+        assert all(math.isfinite(point["loss"]) and point["loss"] > 0 for point in curve)
+        assert all(0 <= point["bits_per_sequence"] <= 3 * BITS for point in curve)  # at most every bit wrong
+        line = re.search(rf"^{name}: ([\d.]+) -> ([\d.]+) bits per sequence", printed, re.MULTILINE)
+        assert line, printed
+        assert float(line[1]) == pytest.approx(result["untrained_bits"], abs=0.05)
+        assert float(line[2]) == pytest.approx(result["bits_per_sequence"], abs=0.005)

@@ -1,10 +1,11 @@
 """Scaling out with torch.distributed: two CPU processes (gloo), launched by torchrun.
 
 * the shards of a training batch are the single-process batch, weighted to its mean;
-* DDP training on 2 ranks computes the single-process gradient of the whole batch
-  (LSTM with a batch that 2 does not divide, MAML through learn2learn clones, ProtoNet's
-  one-episode batches), resumes to the very weights of an uninterrupted run, and saves
-  the learner's own state dict;
+* DDP training on 2 ranks (in float64, so that summing in another order changes only the
+  last digits) computes the single-process gradient of the whole batch and, after 4 steps,
+  the single-process weights (LSTM with a batch that 2 does not divide, MAML through
+  learn2learn clones, ProtoNet's one-episode batches); it resumes to the very weights of an
+  uninterrupted run, and saves the learner's own state dict;
 * sharded evaluation gives the per-episode values of one process, exactly;
 * the bench under torchrun: rank 0 alone writes, and its tables equal ``--eval-only``'s.
 
@@ -58,8 +59,10 @@ def samplers(pool, protocol: str):
 
 
 def build(name: str) -> Learner:
+    """The small learner in float64: over a few steps float32 rounding in another summation order
+    grows (Adam divides near-zero gradients by their own size), float64's stays far below 1e-8."""
     torch.manual_seed(0)
-    return create(name, TaskSpec(3, image_shape=SMALL_IMAGE), **SCENARIOS[name][0])
+    return create(name, TaskSpec(3, image_shape=SMALL_IMAGE), **SCENARIOS[name][0]).double()
 
 
 def config(name: str, steps: int) -> TrainConfig:
@@ -168,16 +171,22 @@ def test_two_processes_train_like_one_resume_exactly_and_evaluate_identically(tm
     assert report["world_size"] == 2
     pool = synthetic_pool(classes=10, instances=6)
     for name in SCENARIOS:
-        single = train(name, tmp_path / "single" / name, 1)
+        single = train(name, tmp_path / "single" / name, 4)
         distributed_gradients = report[name]["gradients"]
         assert single.keys() == distributed_gradients.keys()
         # Float sums in another order: compare on the scale of the largest gradient (a conv bias
         # before batch norm has a gradient of zero up to rounding).
         scale = max(np.abs(value).max() for value in single.values())
         for key, value in single.items():
-            np.testing.assert_allclose(distributed_gradients[key], value, rtol=1e-3, atol=1e-4 * scale,
+            np.testing.assert_allclose(distributed_gradients[key], value, rtol=1e-9, atol=1e-12 * scale,
                                        err_msg=f"{name}: {key}")
         straight = load_checkpoint(tmp_path / name / "straight" / "last.pt")
+        # After 4 steps, the weights of one process. Fails if the ranks' shares were weighted
+        # wrongly or a later step's batch were sharded differently (e.g. shard_batch's weight 1).
+        one_process = load_checkpoint(tmp_path / "single" / name / "last.pt")["model"]
+        for key, value in one_process.items():
+            torch.testing.assert_close(straight["model"][key], value, rtol=1e-9, atol=1e-12,
+                                       msg=f"{name}: {key} after 4 steps")
         resumed = load_checkpoint(tmp_path / name / "resumed" / "last.pt")
         assert straight["step"] == resumed["step"] == 4
         assert not any(key.startswith("module.") for key in straight["model"]), "DDP's wrapper was saved"

@@ -3,9 +3,11 @@ string labels, split disjointness, determinism and fingerprints."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ import torch
 from fewshot_mem.data import counter_rng
 from fewshot_mem.data.episodes import (ClassPool, EpisodeSampler, LabelOffsetSampler, correct_predictions,
                                        fingerprint, string_characters)
+from fewshot_mem.suites import get_suite, load_pools
 
 SPLITS = ("vinyals/train", "vinyals/val", "vinyals/test")
 
@@ -127,16 +130,19 @@ def test_splits_never_share_a_class_or_a_character(pools):
     lambda pool: EpisodeSampler(pool, ways=20, shots=5, queries=5),
 ])
 def test_episode_i_is_the_same_whatever_the_batching(train_pool, make):
-    sampler = make(train_pool)
-    whole = sampler.batch(range(12))
-    singles = [make(train_pool).batch([i]) for i in (3, 7, 11)]
-    for i, single in zip((3, 7, 11), singles):
-        assert_batches_equal(single, sampler.batch([i]))
-        chunk = sampler.batch(range(i, i + 1))
-        assert_batches_equal(chunk, single)
-        for name, value in vars(whole).items():
-            if value is not None:
-                assert torch.equal(value[i : i + 1], getattr(single, name)), name
+    """Batches of several sizes at several offsets, and ids out of order, hold the rows of one big
+    batch. Fails for a sampler that draws a batch from one random stream (episode i would then
+    depend on where its batch starts and how big it is)."""
+    whole = make(train_pool).batch(range(16))
+    for start, size in ((0, 1), (7, 1), (15, 1), (0, 2), (5, 3), (1, 8), (9, 7), (0, 16)):
+        assert_rows_equal(make(train_pool).batch(range(start, start + size)), whole, list(range(start, start + size)))
+    assert_rows_equal(make(train_pool).batch([11, 3, 7, 3]), whole, [11, 3, 7, 3])
+
+
+def assert_rows_equal(batch, whole, rows: list[int]) -> None:
+    for name, value in vars(whole).items():
+        if value is not None:
+            assert torch.equal(value[rows], getattr(batch, name)), (name, rows)
 
 
 def test_seed_changes_the_episodes(train_pool):
@@ -194,6 +200,34 @@ def test_fingerprint_is_stable_and_sensitive(pools):
     assert fingerprint(LabelOffsetSampler(pools["vinyals/val"]), 200) != reference
 
 
+@pytest.mark.parametrize("field, make", [
+    ("classes", lambda pool: LabelOffsetSampler(pool)),
+    ("instances", lambda pool: LabelOffsetSampler(pool)),
+    ("labels", lambda pool: LabelOffsetSampler(pool)),
+    ("strings", lambda pool: LabelOffsetSampler(pool, ways=15, encoding="string")),
+    ("support_instances", lambda pool: EpisodeSampler(pool)),
+    ("query_labels", lambda pool: EpisodeSampler(pool)),
+])
+def test_fingerprint_changes_with_one_episodes_content_under_the_same_config(pools, monkeypatch, field, make):
+    """One number of one episode (its class, an instance, a label, a string character) changed, the
+    sampler's config and the episode ids kept: the fingerprint changes. Fails for a fingerprint of the
+    config and ids alone, which every other fingerprint test accepts."""
+    sampler = make(pools["vinyals/test"])
+    reference = fingerprint(sampler, 20, batch_size=8)
+    honest = type(sampler).batch
+
+    def tampered(self, episodes):
+        batch = honest(self, episodes)
+        rows = np.flatnonzero(np.asarray(episodes) == 13)  # episode 13 is in the second of three batches
+        if len(rows):
+            getattr(batch, field)[rows[0]].view(-1)[-1] += 1
+        return batch
+
+    monkeypatch.setattr(type(sampler), "batch", tampered)
+    assert sampler.config() == make(pools["vinyals/test"]).config()
+    assert fingerprint(sampler, 20, batch_size=8) != reference
+
+
 def test_fingerprint_is_the_same_in_a_fresh_process(omniglot_root, pools):
     sampler = EpisodeSampler(pools["vinyals/test"], ways=5, shots=1, queries=5)
     script = (
@@ -217,3 +251,17 @@ def test_distinct_integers_are_distinct_and_cover_the_range(count, high):
     # roughly uniform: every decile of the range is hit about equally often
     deciles = np.bincount(draws.ravel() * 10 // high, minlength=10) / draws.size
     assert np.abs(deciles - 0.1).max() < 0.03
+
+
+def test_the_readme_prints_the_real_suites_fingerprints(omniglot_root):
+    """Every 'suite NAME@VERSION, fingerprint HEX' the README prints is that suite's fingerprint of the
+    real Omniglot test episodes. Fails when a change to the samplers, the splits or the suite moves
+    the episodes (or the hash) and the README was not measured again (checked with a changed seed)."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    printed = re.findall(r"suite (\S+)@(\d+), fingerprint ([0-9a-f]{64})", readme)
+    assert printed, "the README prints no suite fingerprint"
+    for name, version, expected in printed:
+        suite = get_suite(name)
+        assert suite.version == int(version), f"the README prints {name}@{version}; the suite is @{suite.version}"
+        pools = load_pools(suite, omniglot_root, progress=False, download=False)
+        assert suite.fingerprint(pools["test"]) == expected, f"{name}@{version}"

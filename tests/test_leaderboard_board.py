@@ -22,7 +22,7 @@ from PIL import Image
 
 from fewshot_mem.evaluate import Estimate
 from fewshot_mem.leaderboard import read_json
-from fewshot_mem.leaderboard.context import board_position, training_budget
+from fewshot_mem.leaderboard.context import board_position, hardware, training_budget, training_time
 from fewshot_mem.leaderboard.validate import results_digest
 
 COMMITTED = REPO / "leaderboard"
@@ -85,12 +85,8 @@ def test_the_readme_lists_suites_in_order_and_no_anonymous_project_entry():
         assert read_json(path)["submitter"] != "anonymous", path
 
 
-def test_training_budget_in_steps_and_sequences():
-    result = {"training": {"episodes": 12_000, "batch_size": 16}, "trained_steps": 750, "training_protocol": "online"}
-    assert training_budget(result) == "750 steps × 16 = 12,000 sequences"
-    interrupted = {"training": {"episodes": 100, "batch_size": 16}, "trained_steps": 3, "training_protocol": "episodic"}
-    assert training_budget(interrupted) == "3 of 7 steps × 16 = 100 episodes"  # steps = ceil(episodes / batch)
-    assert training_budget({}) == "–"
+def test_training_budget_of_a_result_without_a_training_record():
+    assert training_budget({"budget": "quick"}) == "–"  # the schema does not require the record
 
 
 def test_entries_show_cost_and_the_summary_only_verified_entries(board, omniglot_root, plugin):
@@ -98,7 +94,7 @@ def test_entries_show_cost_and_the_summary_only_verified_entries(board, omniglot
     readme = (board / "README.md").read_text()
     row = next(line for line in readme.splitlines() if f"`{ENTRY}`" in line)
     result = read_json(entry_path(board))["result"]
-    assert training_budget(result) in row and "CPU" in row and "Test \\<Submitter\\>" in row
+    assert f"| {training_budget(result)} | {training_time(result)} | {hardware(result)} | Test \\<Submitter\\> |" in row
     summary = readme.split("## Summary")[1].split("\n## ")[0]
     assert "MANN (LRUA)" in summary and "| 82.8 |" in summary and f"`{ENTRY}`" not in summary
     assert leaderboard(board, omniglot_root, "verify", ENTRY, "--record") == 0

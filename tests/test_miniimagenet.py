@@ -149,6 +149,24 @@ def test_a_second_load_uses_the_cache_and_a_changed_source_is_rebuilt(tmp_path, 
     assert len(builds) == 1
 
 
+def test_a_split_changed_in_place_in_the_cache_is_found_and_rebuilt(tmp_path):
+    """Issue 20.1: without the digests in meta.json, the changed pixels were served as they were."""
+    root = make_copy(tmp_path, "pickle")
+    first = load(root)
+    built = {split: np.array(first.images(split)) for split in SPLITS}
+    path = first.cache_dir / "val.npy"
+    times = path.stat()
+    pixels = np.load(path, mmap_mode="r+")
+    pixels[0, 0] = 255 - pixels[0, 0]  # one image inverted, in the file itself
+    pixels.flush()
+    del pixels
+    os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))  # and its mtime set back
+    with pytest.warns(UserWarning, match=r"val\.npy was modified after the cache was built"):
+        again = load(root)
+    for split in SPLITS:
+        assert np.array_equal(again.images(split), built[split]), split
+
+
 # ------------------------------------------------------------------ bad input
 
 
@@ -444,6 +462,11 @@ def test_each_suite_runs_end_to_end_at_the_smoke_budget(suite, suite_root, fixtu
         assert result["suite"] == f"{suite}@1" and result["fingerprint"] in printed
         assert set(result["tables"]) == {"online", f"5-way-{shots}-shot"}
         accuracies = result["tables"][f"5-way-{shots}-shot"]["per_episode"][f"5-way-{shots}-shot"]
-        assert len(accuracies) == 4 and all(0 <= a <= 1 for a in accuracies)
+        # Each an episode's share of right queries (k out of N·Q), and the estimate their mean; an
+        # accuracy in [0, 1], asserted before, held for a loss or a mis-scaled count too.
+        queries = 5 * suites.get_suite(suite).queries
+        assert len(accuracies) == 4 and all(round(a * queries) == pytest.approx(a * queries) for a in accuracies)
+        estimate = result["tables"][f"5-way-{shots}-shot"]["estimates"][f"5-way-{shots}-shot"]
+        assert estimate["mean"] == pytest.approx(np.mean(accuracies))
     mann = json.loads((out / f"{suite}@1" / "results" / "mann-smoke-seed0.json").read_text())
     assert mann["hyperparameters"] == {"image_encoder": "conv4"}

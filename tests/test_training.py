@@ -46,8 +46,13 @@ def test_sequence_models_train_and_evaluate_under_both_protocols(name, protocol,
     online_result = evaluate_online(learner, online, 6, batch_size=4)
     assert set(online_result.estimates) == {"instance_1", "instance_2", "instance_3", "instance_4"}
     assert len(online_result.per_episode["instance_2"]) == 6
+    # The evaluator's per-episode accuracies are the learner's hit rates on those episodes' queries
+    # (an accuracy in [0, 1], asserted before, held for any mis-scoring; this fails for one).
     episodic_result = evaluate_episodic(learner, episodic, 6, batch_size=4)
-    assert 0.0 <= episodic_result.estimates["3-way-1-shot"].mean <= 1.0
+    batch = episodic.batch(range(6))
+    with torch.no_grad():
+        hits = learner.eval().episodic_logits(batch.inputs()).argmax(-1) == batch.query_labels  # (6, N·Q)
+    assert episodic_result.per_episode["3-way-1-shot"] == pytest.approx(hits.double().mean(1).tolist())
 
 
 def test_validation_figures_beyond_the_score_are_logged_for_the_learning_curve(tmp_path):

@@ -2,9 +2,12 @@
 
 A cache is a directory of arrays (``<name>.npy``) and ``meta.json``, which
 holds a format ``version``, a ``key`` (the fingerprint of what the cache was
-built from) and whatever else its data set records. It is built in a staging
-directory beside its final place and renamed into place only once complete, so
-a crash, a full disk or bad input never leaves a cache that looks complete.
+built from), each array file's sha256, size and times (``arrays``), and
+whatever else its data set records. It is built in a staging directory beside
+its final place and renamed into place only once complete, so a crash, a full
+disk or bad input never leaves a cache that looks complete; and
+:func:`changed_arrays` finds an array changed after it was built (a bad disk, a
+stray script), so no one computes results from damaged data without knowing.
 
     with cache.staged(directory, version=1, key=fingerprint) as stage:
         np.save(stage.path / "images.npy", images)
@@ -14,12 +17,14 @@ a crash, a full disk or bad input never leaves a cache that looks complete.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
 import socket
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +33,10 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import CacheError
+from ..paths import write_atomically
 
 META = "meta.json"
+ARRAYS = "arrays"  # meta.json's record of each array file: {"<name>.npy": {sha256, bytes, mtime_ns, ctime_ns}}
 _STAGING = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<host>[^-]+)-(?P<pid>\d+)-[0-9a-f]+$")
 
 
@@ -98,7 +105,9 @@ def staged(directory: Path, version: int, key: Any) -> Iterator[Stage]:
     try:
         try:
             yield stage
-            (staging / META).write_text(json.dumps({**stage.meta, "version": version, "key": _jsonable(key)}))
+            arrays = {path.name: _record(path) for path in sorted(staging.glob("*.npy"))}
+            (staging / META).write_text(json.dumps({**stage.meta, "version": version, "key": _jsonable(key),
+                                                    ARRAYS: arrays}))
             _commit(staging, directory, version, key, replace_current)
         except OSError as error:  # the block only writes here: its OSErrors are ours to explain
             raise _unwritable(directory.parent, error) from error
@@ -106,6 +115,79 @@ def staged(directory: Path, version: int, key: Any) -> Iterator[Stage]:
         shutil.rmtree(staging, ignore_errors=True)  # a no-op after a successful commit
         if not directory.exists():
             _remove_empty(created)
+
+
+def changed_arrays(directory: Path) -> list[str]:
+    """What differs between the cache's array files and those it was built with: [] if nothing.
+
+    A file whose size, mtime and ctime are as recorded is unchanged, provided it was recorded
+    before ``meta.json`` was written (the time stamps are coarse: as git does, a file touched in
+    the same tick as the record is checked in full). Any other file is read and its sha256
+    compared. Writing a file in place changes its ctime, even if its mtime is then set back, so a
+    change made through the file system is always caught; the full read happens once per change:
+    a file found unchanged gets its new times recorded (where ``meta.json`` is writable).
+
+    A cache built before digests were recorded gets them on its first check (trusted as it is).
+    """
+    directory = Path(directory)
+    meta = read_meta(directory)
+    if meta is None:
+        return [f"{META} is missing or unreadable"]
+    recorded = meta.get(ARRAYS)
+    if not isinstance(recorded, dict):
+        _rewrite_meta(directory, {**meta, ARRAYS: {p.name: _record(p) for p in sorted(directory.glob("*.npy"))}})
+        return []
+    written = (directory / META).stat().st_mtime_ns
+    changed, refreshed = [], {}
+    for name, record in recorded.items():
+        try:
+            problem, fresh = _compare(directory / name, record, written)
+        except (OSError, KeyError, TypeError) as error:  # a missing file, or a hand-edited record
+            problem, fresh = f"{name} cannot be checked ({error})", None
+        if problem:
+            changed.append(problem)
+        elif fresh is not None:
+            refreshed[name] = fresh
+    if refreshed and not changed:
+        _rewrite_meta(directory, {**meta, ARRAYS: {**recorded, **refreshed}})
+    return changed
+
+
+def intact(directory: Path, label: str) -> bool:
+    """False, with a warning that says what changed, if :func:`changed_arrays` finds anything."""
+    changed = changed_arrays(directory)
+    if changed:
+        warnings.warn(f"{label} in {directory} differs from what was built ({'; '.join(changed)}); "
+                      "it is built again from the source data.", stacklevel=3)
+    return not changed
+
+
+def _compare(path: Path, record: dict, meta_written_ns: int) -> tuple[str, dict | None]:
+    """(what changed or "", a new record to keep when only the times changed, else None)."""
+    stat = path.stat()
+    if stat.st_size != record["bytes"]:
+        return f"{path.name} holds {stat.st_size} bytes, not the {record['bytes']} it was built with", None
+    if (stat.st_mtime_ns, stat.st_ctime_ns) == (record["mtime_ns"], record["ctime_ns"]) \
+            and record["ctime_ns"] < meta_written_ns:
+        return "", None
+    fresh = _record(path)
+    if fresh["sha256"] != record["sha256"]:
+        return f"{path.name} was modified after the cache was built (its sha256 differs)", None
+    return "", fresh
+
+
+def _record(path: Path) -> dict:
+    stat = path.stat()
+    with open(path, "rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    return {"sha256": digest, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns}
+
+
+def _rewrite_meta(directory: Path, meta: dict) -> None:
+    try:
+        write_atomically(json.dumps(meta).encode(), directory / META)
+    except OSError:  # a read-only cache stays as it is: it is checked in full next time too
+        pass
 
 
 def remove_other_versions(directory: Path, pattern: str) -> None:

@@ -10,14 +10,15 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import secrets
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import BinaryIO
 
 from tqdm.auto import tqdm
 
 from ..errors import DownloadError
+from ..paths import write_atomically
 
 CHUNK = 1 << 20
 ALGORITHMS = ("md5", "sha256")
@@ -54,33 +55,27 @@ def download(url: str, target: str | os.PathLike, checksum: str, algorithm: str 
     """
     algorithm = _checked(algorithm)
     target = Path(target)
-    created = _make_dirs(target.parent)
-    partial: Path | None = None
-    try:
-        # A unique name lets concurrent downloads coexist; open() (not mkstemp) keeps the umask's mode.
-        partial = target.with_name(f"{target.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
-        with open(partial, "xb") as out:
-            actual = _stream(url, out, algorithm, timeout, progress, target.name)
-        if actual != checksum.strip().lower():
+    expected = checksum.strip().lower()
+
+    def stream_and_check(out: BinaryIO) -> None:
+        actual = _stream(url, out, algorithm, timeout, progress, target.name)
+        if actual != expected:
             raise DownloadError(f"download of {url} does not match its {algorithm}: "
                                 f"expected {checksum}, got {actual}; nothing was kept")
-        os.replace(partial, target)
+
+    created = _make_dirs(target.parent)
+    try:  # a unique temporary file per download, renamed into place only once checked
+        write_atomically(stream_and_check, target, suffix=".part")
     except DownloadError:
-        _discard(partial, created)
+        _remove_dirs(created)
         raise
     except Exception as error:
-        _discard(partial, created)
+        _remove_dirs(created)
         raise DownloadError(f"could not download {url}: {_reason(error)}") from error
-    except BaseException:  # KeyboardInterrupt too: never leave a half file
-        _discard(partial, created)
+    except BaseException:  # KeyboardInterrupt too: write_atomically left no half file, nor do we a folder
+        _remove_dirs(created)
         raise
     return target
-
-
-def _discard(partial: Path | None, created: list[Path]) -> None:
-    if partial is not None:
-        partial.unlink(missing_ok=True)
-    _remove_dirs(created)
 
 
 def _stream(url: str, out, algorithm: str, timeout: float, progress: bool, label: str) -> str:

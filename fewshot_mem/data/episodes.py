@@ -130,6 +130,10 @@ class SequenceBatch:
     def to(self, device: torch.device | str) -> "SequenceBatch":
         return _batch_to(self, device)
 
+    def inputs(self) -> "OnlineInputs":
+        """What a learner is shown: no labels, targets or instance positions (the evaluator keeps those)."""
+        return OnlineInputs(self.images, self.previous_codes)
+
 
 @dataclass(frozen=True)
 class EpisodeBatch:
@@ -143,7 +147,43 @@ class EpisodeBatch:
     support_instances: torch.Tensor  # (B, N·K) int64
     query_instances: torch.Tensor  # (B, N·Q) int64
 
+    @property
+    def ways(self) -> int:
+        return self.classes.shape[1]
+
     def to(self, device: torch.device | str) -> "EpisodeBatch":
+        return _batch_to(self, device)
+
+    def inputs(self) -> "EpisodicInputs":
+        """What a learner is shown: the labelled support set and the unlabelled queries."""
+        return EpisodicInputs(self.support_images, self.support_labels, self.query_images, self.ways)
+
+
+@dataclass(frozen=True)
+class OnlineInputs:
+    """What a learner sees of B label-offset episodes: x_t and the code of y_{t-1} at every step.
+
+    The codes of later steps are here too (a sequence comes in one call); that the scores at
+    step t use none of them is what ``models.contract.check_online_is_causal`` checks.
+    """
+
+    images: torch.Tensor  # (B, T, channels, H, W) uint8
+    previous_codes: torch.Tensor  # (B, T, D) float32: encoded y_{t-1}, zeros at t = 0
+
+    def to(self, device: torch.device | str) -> "OnlineInputs":
+        return _batch_to(self, device)
+
+
+@dataclass(frozen=True)
+class EpisodicInputs:
+    """What a learner sees of B N-way K-shot episodes: the labelled support set and the query images."""
+
+    support_images: torch.Tensor  # (B, N·K, channels, H, W) uint8
+    support_labels: torch.Tensor  # (B, N·K) int64 in [0, ways)
+    query_images: torch.Tensor  # (B, N·Q, channels, H, W) uint8
+    ways: int  # N (training episodes may have more ways than the task's)
+
+    def to(self, device: torch.device | str) -> "EpisodicInputs":
         return _batch_to(self, device)
 
 

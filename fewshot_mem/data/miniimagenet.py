@@ -34,7 +34,8 @@ Caching. All images are copied once into ``R/miniimagenet/cache/miniimagenet-v1/
   as the samplers use them, so a :class:`~fewshot_mem.data.episodes.ClassPool` is a view of the
   memory-mapped file and the 60,000 images (1.3 GB) need not sit in memory;
 * ``meta.json``: the cache version, the key (the sources as found: paths, sizes, mtimes; and the
-  layout validated) and each split's wnids in the order of the arrays.
+  layout validated), each split's wnids in the order of the arrays, and each array's sha256: a
+  cache whose arrays were changed after it was built is rebuilt (:func:`cache.changed_arrays`).
 
 Classes are in wnid order; a class's images are in the source's order (its ``class_dict`` list,
 or its CSV rows, which the published CSVs sort by file name).
@@ -497,7 +498,7 @@ def load_miniimagenet(data_root: str | Path | None = None, *, download: bool = T
 
 def _open_cache(cache_dir: Path, key: dict, layout: Layout) -> MiniImageNet | None:
     """The cached data set if it is complete and built from ``key``; else None (rebuild it)."""
-    if not cache.is_current(cache_dir, CACHE_VERSION, key):
+    if not cache.is_current(cache_dir, CACHE_VERSION, key) or not cache.intact(cache_dir, "the mini-ImageNet cache"):
         return None
     try:
         classes = {split: tuple(cache.read_meta(cache_dir)["classes"][split]) for split in SPLITS}

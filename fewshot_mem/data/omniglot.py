@@ -24,9 +24,11 @@ Caching. All images are decoded once into ``R/omniglot/cache/omniglot-v2/``
   are the other way round); drawers in order 01..20; the small sizes are
   antialiased bilinear reductions of the 105×105 images, so they are not binary;
 * ``meta.json``: the cache version, the key (a fingerprint of the sources: paths
-  as found, sizes, mtimes; and the layout validated) and the character metadata.
+  as found, sizes, mtimes; and the layout validated), the character metadata and
+  each array's sha256 (with its size and times, so that checking it is cheap).
 
-A changed source, a different cache version, or a damaged cache is rebuilt.
+A changed source, a different cache version, or a damaged cache is rebuilt; so is
+a cache whose arrays were changed after it was built (:func:`cache.changed_arrays`).
 
 Classes and rotations. Characters are in canonical order: the 30 background
 alphabets sorted by name, then the 20 evaluation alphabets sorted by name
@@ -45,6 +47,7 @@ import os
 import re
 import time
 import zipfile
+import zlib
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
@@ -404,7 +407,8 @@ class _Reader:
             if self._archive is not None:
                 return self._archive.read(member)
             return (self.source.path.parent / member).read_bytes()
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as error:
+        # zlib.error: a damaged deflate stream (the CRC check comes after the whole member is read).
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError, ValueError) as error:
             raise DataCorruptError(f"{self.where(member)} cannot be read ({error}). {self.advice}") from error
 
     def close(self) -> None:
@@ -642,7 +646,7 @@ def _cache_key(root: Path, sources: Mapping[str, Source], layout: Layout) -> dic
 
 def _open_cache(cache_dir: Path, key: dict, layout: Layout) -> Omniglot | None:
     """The cached data set if it is complete and built from ``key``; else None (rebuild it)."""
-    if not cache.is_current(cache_dir, CACHE_VERSION, key):
+    if not cache.is_current(cache_dir, CACHE_VERSION, key) or not cache.intact(cache_dir, "the Omniglot cache"):
         return None
     try:
         characters = tuple(Character(**c) for c in cache.read_meta(cache_dir)["characters"])

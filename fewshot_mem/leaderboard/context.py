@@ -4,11 +4,11 @@ saying what it measures and whom it follows, the papers' own figures (quoted fro
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 
 from ..citation import BIBTEX
+from ..report import budget_text, duration, hardware_text
 from ..suites import Suite
 
 # Santoro et al.'s two tables first (the headline), then the few-shot suites, then mini-ImageNet:
@@ -100,24 +100,20 @@ def model_label(model: str) -> str:
 # --- what an entry cost -------------------------------------------------------------------------
 
 def training_budget(result: dict) -> str:
-    """Steps and sequences (or episodes) the result's recipe trains for, and how far it got:
-    steps = ceil(episodes / batch size), as train.TrainConfig counts them."""
+    """Steps of a batch, and episodes (sequences, online), as report.budget_text writes them;
+    "–" for a result without a training record (one the schema does not require)."""
     training = result.get("training")
     if not isinstance(training, dict) or not {"episodes", "batch_size"} <= set(training):
         return "–"
-    steps = max(1, math.ceil(training["episodes"] / training["batch_size"]))
-    trained = result.get("trained_steps") or steps
-    done = f"{trained:,} of {steps:,}" if trained < steps else f"{steps:,}"
-    unit = "sequences" if result.get("training_protocol", "online") == "online" else "episodes"
-    return f"{done} steps × {training['batch_size']} = {training['episodes']:,} {unit}"
+    return budget_text(result)
 
 
 def training_time(result: dict) -> str:
-    return _papers().duration(result.get("train_seconds"))
+    return duration(result.get("train_seconds"))
 
 
 def hardware(result: dict) -> str:
-    return _papers().hardware_text(result) if isinstance(result.get("hardware"), dict) else "–"
+    return hardware_text(result["hardware"]) if isinstance(result.get("hardware"), dict) else "–"
 
 
 def _papers():

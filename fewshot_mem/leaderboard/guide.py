@@ -10,8 +10,8 @@ mark. Rows marked *paper* quote the papers' own figures: they are not verified a
 
 Ranks follow Meta-Dataset: in each column, methods whose 95% confidence intervals do not
 separate share a rank; rows are ordered by their average rank. The best rank of a column is in
-bold. Training is given in optimizer steps of a batch of sequences (online) or episodes
-(episodic); time and hardware are those of the run that trained the weights."""
+bold. Training is given as its budget in optimizer steps × batch = episodes (an online episode
+is one sequence); time and hardware are those of the run that trained the weights."""
 
 HOW_TO_SUBMIT = """## How to submit an entry
 

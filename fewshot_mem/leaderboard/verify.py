@@ -84,6 +84,7 @@ class Verification:
     problems: list[str]
     episodes: list[EpisodeComparison] = field(default_factory=list)  # empty when nothing was re-measured
     results_sha256: str = ""  # validate.results_digest of the entry as it was verified
+    measured: dict | None = None  # the re-measured tables, where the weights were evaluated
 
     @property
     def ok(self) -> bool:
@@ -143,7 +144,7 @@ def statistic_rows(claimed: dict, measured: dict, predictions: dict[str, int],
 
 
 def verify(path: Path, root: Path, *, data_root=None, device: str = "cpu", checkpoint: Path | None = None,
-           tolerance: Tolerance = Tolerance()) -> Verification:
+           tolerance: Tolerance = Tolerance(), progress: bool = False) -> Verification:
     """Re-evaluates an entry's checkpoint on its suite's frozen test episodes and compares.
 
     Stops before loading anything when the fingerprint or the checkpoint's sha256 is not
@@ -171,9 +172,9 @@ def verify(path: Path, root: Path, *, data_root=None, device: str = "cpu", check
     if not all(row.ok for row in rows):
         return Verification(rows, problems, results_sha256=results_digest(entry))
     learner = build_learner(result, suite, load_weights(data, str(source)))
-    measured = evaluate_on_suite(learner, suite, facts.pools, device=device)
+    measured = evaluate_on_suite(learner, suite, facts.pools, device=device, progress=progress)
     statistics, comparisons = statistic_rows(result["tables"], measured, facts.predictions, tolerance)
-    return Verification(rows + statistics, problems, comparisons, results_digest(entry))
+    return Verification(rows + statistics, problems, comparisons, results_digest(entry), measured)
 
 
 def format_verification(verification: Verification, reference: str, tolerance: Tolerance) -> str:

@@ -9,14 +9,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..memory import addressing, dnc as dnc_memory
-from .controller import Controller
-from .encoders import build_encoder
-from .learner import SequenceLearner, State, TaskSpec
-
-_MEMORY_INIT = 1e-6  # a non-zero memory keeps cosine similarities defined at t = 1
+from .learner import State, TaskSpec
+from .memory_learner import MEMORY_INIT, MemoryLearner
 
 
-class DNC(SequenceLearner):
+class DNC(MemoryLearner):
     """An LSTM controller emitting the DNC interface vector at each step.
 
     Interface per step (paper, Methods): read keys k^r (R×W) and strengths β^r
@@ -36,26 +33,19 @@ class DNC(SequenceLearner):
 
     def __init__(self, task: TaskSpec, controller_size: int = 256, memory_slots: int = 128,
                  memory_width: int = 40, read_heads: int = 4, image_encoder: str = "flatten") -> None:
-        super().__init__(task)
+        super().__init__(task, image_encoder, "lstm", controller_size, read_heads * memory_width)
         self.memory_slots, self.memory_width, self.read_heads = memory_slots, memory_width, read_heads
-        self.controller_size = controller_size
-        self.encoder = build_encoder(image_encoder, task.image_shape)
-        self.controller = Controller("lstm", self.encoder.output_size + task.code_size + read_heads * memory_width,
-                                     controller_size)
         w, r = memory_width, read_heads
         self.interface_sizes = (r * w, r, w, 1, w, w, r, 1, 1, 3 * r)
         self.interface = nn.Linear(controller_size, sum(self.interface_sizes))
         self.readout = nn.Linear(controller_size + r * w, task.output_size)
-
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        return self.encoder(images)
 
     def initial_state(self, batch_size: int, reference: torch.Tensor) -> State:
         b, n, r, w = batch_size, self.memory_slots, self.read_heads, self.memory_width
         zeros = reference.new_zeros
         return (zeros(b, self.controller_size),  # controller hidden (B, C)
                 zeros(b, self.controller_size),  # controller cell (B, C)
-                reference.new_full((b, n, w), _MEMORY_INIT),  # memory M (B, N, W)
+                reference.new_full((b, n, w), MEMORY_INIT),  # memory M (B, N, W)
                 zeros(b, r, n),  # read weights (B, R, N)
                 zeros(b, n),  # write weights (B, N)
                 zeros(b, n),  # usage u (B, N)
@@ -63,21 +53,21 @@ class DNC(SequenceLearner):
                 zeros(b, n, n),  # temporal links L (B, N, N)
                 zeros(b, r * w))  # read vectors (B, R·W)
 
-    def _interface(self, hidden: torch.Tensor):
-        b, r, w = hidden.shape[0], self.read_heads, self.memory_width
+    def _interface(self, interface: torch.Tensor):
+        b, r, w = interface.shape[0], self.read_heads, self.memory_width
         (read_keys, read_strengths, write_key, write_strength, erase, write_vector,
-         free_gates, allocation_gate, write_gate, read_modes) = self.interface(hidden).split(self.interface_sizes, -1)
+         free_gates, allocation_gate, write_gate, read_modes) = interface.split(self.interface_sizes, -1)
         return (read_keys.view(b, r, w), 1 + F.softplus(read_strengths), write_key.view(b, 1, w),
                 1 + F.softplus(write_strength), torch.sigmoid(erase).view(b, 1, w), write_vector.view(b, 1, w),
                 torch.sigmoid(free_gates), torch.sigmoid(allocation_gate)[:, 0], torch.sigmoid(write_gate)[:, 0],
                 torch.softmax(read_modes.view(b, r, 3), dim=-1))
 
-    def step(self, features: torch.Tensor, previous_code: torch.Tensor, state: State
-             ) -> tuple[torch.Tensor, State]:
-        hidden, cell, memory, read_w, write_w, usage, precedence, link, reads = state
-        hidden, cell = self.controller(torch.cat([features, previous_code, reads], dim=-1), (hidden, cell))
+    def access(self, interface: torch.Tensor, memory_state: State) -> tuple[State, torch.Tensor]:
+        """The write (allocation or content), then the reads from M_t (content or temporal links):
+        ((memory, read weights, write weights, usage, precedence, links), reads (B, R·W))."""
+        memory, read_w, write_w, usage, precedence, link = memory_state
         (read_keys, read_strengths, write_key, write_strength, erase, write_vector,
-         free_gates, allocation_gate, write_gate, read_modes) = self._interface(hidden)
+         free_gates, allocation_gate, write_gate, read_modes) = self._interface(interface)
 
         retention = dnc_memory.retention(free_gates, read_w)  # (B, N)
         usage = dnc_memory.update_usage(usage, write_w, retention)  # (B, N)
@@ -92,5 +82,4 @@ class DNC(SequenceLearner):
         read_content = addressing.content_weights(memory, read_keys, read_strengths)  # (B, R, N)
         read_w = dnc_memory.read_weights(read_content, forward, backward, read_modes)  # (B, R, N)
         reads = addressing.read(memory, read_w).flatten(1)  # (B, R·W)
-        output = self.readout(torch.cat([hidden, reads], dim=-1))
-        return output, (hidden, cell, memory, read_w, write_w, usage, precedence, link, reads)
+        return (memory, read_w, write_w, usage, precedence, link), reads

@@ -7,6 +7,10 @@ A learner answers both protocols:
 * :meth:`Learner.episodic_logits`: for N-way K-shot episodes, the scores of
   each query given the labelled support set.
 
+A learner is handed inputs only (:class:`OnlineInputs`, :class:`EpisodicInputs`):
+what is scored (labels, targets, instance positions, query labels) stays with
+the evaluator, and in training the loss gets the targets separately.
+
 Sequence models get both from one recurrent ``step`` (:class:`SequenceLearner`);
 metric and gradient learners implement the episodic protocol natively and
 take part in the online one by adapting on the labelled prefix.
@@ -21,10 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.episodes import STRING_LENGTH, STRING_SYMBOLS, EpisodeBatch, SequenceBatch
+from ..data.episodes import (STRING_LENGTH, STRING_SYMBOLS, EpisodeBatch, EpisodicInputs, OnlineInputs,
+                             SequenceBatch)
 
 Protocol = Literal["online", "episodic"]
 State = tuple[torch.Tensor, ...]
+Inputs = OnlineInputs | EpisodicInputs
 
 
 @dataclass(frozen=True)
@@ -93,25 +99,31 @@ class Learner(nn.Module):
         """The floating dtype of the parameters, which inputs are cast to."""
         return next((p.dtype for p in self.parameters() if p.is_floating_point()), torch.float32)
 
-    def online_logits(self, batch: SequenceBatch) -> torch.Tensor:
+    def online_logits(self, inputs: OnlineInputs) -> torch.Tensor:
         """(B, T, *task.output_shape) scores for each step's label."""
         raise NotImplementedError
 
-    def episodic_logits(self, batch: EpisodeBatch) -> torch.Tensor:
+    def episodic_logits(self, inputs: EpisodicInputs) -> torch.Tensor:
         """(B, N·Q, N) scores for each query."""
         raise NotImplementedError
 
-    def logits(self, batch: SequenceBatch | EpisodeBatch) -> torch.Tensor:
-        """The scores of whichever protocol the batch belongs to."""
-        return self.online_logits(batch) if isinstance(batch, SequenceBatch) else self.episodic_logits(batch)
+    def logits(self, inputs: Inputs) -> torch.Tensor:
+        """The scores of whichever protocol the inputs belong to."""
+        if isinstance(inputs, OnlineInputs):
+            return self.online_logits(inputs)
+        if isinstance(inputs, EpisodicInputs):
+            return self.episodic_logits(inputs)
+        raise TypeError(f"a learner is handed inputs only (batch.inputs()), not {type(inputs).__name__}")
 
-    def loss_and_logits(self, batch: SequenceBatch | EpisodeBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """The training loss of a batch, and the scores it came from (for logging accuracy)."""
-        logits = self.logits(batch)
-        return classification_loss(logits, batch_targets(batch)), logits
+    def loss_and_logits(self, inputs: Inputs, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training loss against ``targets`` (``batch_targets``), and the scores it came from
+        (for logging accuracy). A learner whose loss is not the cross-entropy overrides this."""
+        logits = self.logits(inputs)
+        return classification_loss(logits, targets), logits
 
     def loss(self, batch: SequenceBatch | EpisodeBatch) -> torch.Tensor:
-        return self.loss_and_logits(batch)[0]
+        """The training loss of a labelled batch: its inputs and its targets, handed over apart."""
+        return self.loss_and_logits(batch.inputs(), batch_targets(batch))[0]
 
 
 class SequenceLearner(Learner):
@@ -150,20 +162,20 @@ class SequenceLearner(Learner):
             outputs.append(output)
         return torch.stack(outputs, dim=1), state
 
-    def online_logits(self, batch: SequenceBatch) -> torch.Tensor:
-        features = self.encode(batch.images).to(self.dtype)
+    def online_logits(self, inputs: OnlineInputs) -> torch.Tensor:
+        features = self.encode(inputs.images).to(self.dtype)
         state = self.initial_state(features.shape[0], features)
-        scores, _ = self.run(features, batch.previous_codes.to(features.dtype), state)
+        scores, _ = self.run(features, inputs.previous_codes.to(features.dtype), state)
         return scores.view(*scores.shape[:2], *self.task.output_shape)
 
-    def episodic_logits(self, batch: EpisodeBatch) -> torch.Tensor:
+    def episodic_logits(self, inputs: EpisodicInputs) -> torch.Tensor:
         if self.task.label_encoding != "one-hot":
             raise ValueError("the episodic protocol uses one-hot labels; build the learner for them")
-        support = self.encode(batch.support_images).to(self.dtype)  # (B, S, F)
-        codes = F.one_hot(batch.support_labels, self.task.code_size).to(support.dtype)  # (B, S, D)
+        support = self.encode(inputs.support_images).to(self.dtype)  # (B, S, F)
+        codes = F.one_hot(inputs.support_labels, self.task.code_size).to(support.dtype)  # (B, S, D)
         offset = torch.cat([torch.zeros_like(codes[:, :1]), codes[:, :-1]], dim=1)
         _, state = self.run(support, offset, self.initial_state(support.shape[0], support))
-        queries = self.encode(batch.query_images).to(self.dtype)  # (B, Q, F)
+        queries = self.encode(inputs.query_images).to(self.dtype)  # (B, Q, F)
         b, q = queries.shape[:2]
         state = tuple(s.repeat_interleave(q, dim=0) for s in state)  # (B·Q, ...)
         last_code = codes[:, -1].repeat_interleave(q, dim=0)  # (B·Q, D)

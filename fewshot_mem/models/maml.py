@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from ..data.episodes import EpisodeBatch, SequenceBatch
+from ..data.episodes import EpisodicInputs, OnlineInputs
 from .learner import Learner, Protocol, TaskSpec, images_to_float
-from .online import NoveltyScoring
+from .online import NoveltyScoring, previous_labels
 
 
 def conv4_classifier(task: TaskSpec, hidden_size: int, max_pool: bool) -> nn.Module:
@@ -84,14 +84,14 @@ class MAMLLearner(NoveltyScoring, Learner):
                 clone.adapt(F.cross_entropy(clone(inputs), labels))
         return clone
 
-    def episodic_logits(self, batch: EpisodeBatch) -> torch.Tensor:
+    def episodic_logits(self, inputs: EpisodicInputs) -> torch.Tensor:
         # One adapted clone per episode: learn2learn adapts modules, not batches of them.
         scores = [self.adapted(support, labels)(images_to_float(queries).to(self.dtype))
-                  for support, labels, queries in zip(batch.support_images, batch.support_labels,
-                                                      batch.query_images)]
+                  for support, labels, queries in zip(inputs.support_images, inputs.support_labels,
+                                                      inputs.query_images)]
         return torch.stack(scores)  # (B, N·Q, N)
 
-    def seen_scores(self, batch: SequenceBatch) -> torch.Tensor:
+    def seen_scores(self, inputs: OnlineInputs) -> torch.Tensor:
         """Adapts on each prefix and scores the next image, all episodes of the batch at once.
 
         learn2learn adapts one module at a time, so the online path takes the same
@@ -101,8 +101,8 @@ class MAMLLearner(NoveltyScoring, Learner):
         """
         module, steps, alpha = self.maml.module, self._steps(), self.maml.lr
         parameters = dict(module.named_parameters())
-        images = images_to_float(batch.images).to(self.dtype)  # (B, T, c, H, W)
-        labels = batch.labels  # (B, T)
+        images = images_to_float(inputs.images).to(self.dtype)  # (B, T, c, H, W)
+        labels = previous_labels(inputs.previous_codes)  # (B, T−1): y_1..y_{T−1}, as the codes show them
 
         def support_loss(weights, inputs, targets):
             return F.cross_entropy(functional_call(module, weights, (inputs,)), targets)
@@ -115,7 +115,7 @@ class MAMLLearner(NoveltyScoring, Learner):
             return functional_call(module, weights, (seen_so_far,))[-1]
 
         per_episode = vmap(adapt_and_score, in_dims=(None, 0, 0, 0), randomness="same")
-        scores = images.new_zeros(*labels.shape, self.task.ways)
-        for step in range(1, labels.shape[1]):  # at step 0 every label is unseen: ν decides alone
+        scores = images.new_zeros(*images.shape[:2], self.task.ways)
+        for step in range(1, images.shape[1]):  # at step 0 every label is unseen: ν decides alone
             scores[:, step] = per_episode(parameters, images[:, :step], labels[:, :step], images[:, : step + 1])
         return scores

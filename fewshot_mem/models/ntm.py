@@ -8,14 +8,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..memory import addressing
-from .controller import Controller
-from .encoders import build_encoder
-from .learner import SequenceLearner, State, TaskSpec
-
-_MEMORY_INIT = 1e-6  # a non-zero memory keeps cosine similarities defined at t = 1
+from .learner import State, TaskSpec
+from .memory_learner import MEMORY_INIT, MemoryLearner
 
 
-class NTM(SequenceLearner):
+class NTM(MemoryLearner):
     """A controller with R read heads and one write head over an N×W memory.
 
     Every head (reads and the write together, in one batched call) addresses
@@ -43,20 +40,14 @@ class NTM(SequenceLearner):
     def __init__(self, task: TaskSpec, controller_size: int = 100, memory_slots: int = 128,
                  memory_width: int = 20, read_heads: int = 1, shift_range: int = 3,
                  controller: str = "lstm", image_encoder: str = "flatten") -> None:
-        super().__init__(task)
+        super().__init__(task, image_encoder, controller, controller_size, read_heads * memory_width)
         self.memory_slots, self.memory_width, self.read_heads = memory_slots, memory_width, read_heads
-        self.shift_range, self.controller_size = shift_range, controller_size
-        self.encoder = build_encoder(image_encoder, task.image_shape)
-        inputs = self.encoder.output_size + task.code_size + read_heads * memory_width
-        self.controller = Controller(controller, inputs, controller_size)
+        self.shift_range = shift_range
         heads = read_heads + 1
         # Per head: key W, β, g, γ and S shift logits; the write head adds erase W and add W.
         self.head_size = memory_width + 3 + shift_range
         self.interface = nn.Linear(controller_size, heads * self.head_size + 2 * memory_width)
         self.readout = nn.Linear(controller_size + read_heads * memory_width, task.output_size)
-
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        return self.encoder(images)
 
     def initial_state(self, batch_size: int, reference: torch.Tensor) -> State:
         b, n, heads = batch_size, self.memory_slots, self.read_heads + 1
@@ -65,7 +56,7 @@ class NTM(SequenceLearner):
         weights[:, :, 0] = 1.0  # every head starts on slot 0, so shifts have somewhere to move from
         return (zeros(b, self.controller_size),  # controller hidden (B, C)
                 zeros(b, self.controller_size),  # controller cell (B, C)
-                reference.new_full((b, n, self.memory_width), _MEMORY_INIT),  # memory (B, N, W)
+                reference.new_full((b, n, self.memory_width), MEMORY_INIT),  # memory (B, N, W)
                 weights,  # head weights, reads first then the write (B, R+1, N)
                 zeros(b, self.read_heads * self.memory_width))  # read vectors (B, R·W)
 
@@ -81,15 +72,13 @@ class NTM(SequenceLearner):
         add = torch.tanh(interface[:, heads * self.head_size + w :])  # (B, W)
         return keys, strength, gate, shift, sharpness, erase, add
 
-    def step(self, features: torch.Tensor, previous_code: torch.Tensor, state: State
-             ) -> tuple[torch.Tensor, State]:
-        hidden, cell, memory, weights, reads = state
-        inputs = torch.cat([features, previous_code, reads], dim=-1)
-        hidden, cell = self.controller(inputs, (hidden, cell))
-        keys, strength, gate, shift, sharpness, erase, add = self._head_parameters(self.interface(hidden))
+    def access(self, interface: torch.Tensor, memory_state: State) -> tuple[State, torch.Tensor]:
+        """Every head addresses, the reads see M_{t−1}, then the write head erases and adds:
+        ((memory, head weights), reads (B, R·W))."""
+        memory, weights = memory_state
+        keys, strength, gate, shift, sharpness, erase, add = self._head_parameters(interface)
         weights = addressing.ntm_address(memory, keys, strength, gate, shift, sharpness, weights)
         read_w, write_w = weights[:, :-1], weights[:, -1:]  # (B, R, N), (B, 1, N)
         reads = addressing.read(memory, read_w).flatten(1)  # (B, R·W), from M_{t−1}
         memory = addressing.erase_and_add(memory, write_w, erase[:, None], add[:, None])
-        output = self.readout(torch.cat([hidden, reads], dim=-1))
-        return output, (hidden, cell, memory, weights, reads)
+        return (memory, weights), reads

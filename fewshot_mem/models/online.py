@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.episodes import SequenceBatch
+from ..data.episodes import OnlineInputs, SequenceBatch
 
 
 def seen_counts(previous_codes: torch.Tensor) -> torch.Tensor:
@@ -28,6 +28,17 @@ def seen_counts(previous_codes: torch.Tensor) -> torch.Tensor:
     ``previous_codes[:, t]`` encodes y_{t−1}, so a running sum over t counts the prefix.
     """
     return previous_codes.cumsum(dim=1)
+
+
+def previous_labels(previous_codes: torch.Tensor) -> torch.Tensor:
+    """The labels shown so far, from one-hot codes: (B, T, N) -> (B, T−1) labels y_1..y_{T−1}.
+
+    ``previous_codes[:, t]`` encodes y_{t−1}, so at step t the prefix labels are
+    ``previous_labels(codes)[:, :t]``, read from codes 1..t, all of them shown by step t.
+    (String codes name a label by its five characters, not by an index; learners with a
+    novelty score take one-hot labels only.)
+    """
+    return previous_codes[:, 1:].argmax(dim=-1)
 
 
 def with_novelty(seen_scores: torch.Tensor, counts: torch.Tensor, novelty: torch.Tensor) -> torch.Tensor:
@@ -43,24 +54,25 @@ class NoveltyScoring(nn.Module):
     def _init_novelty(self) -> None:
         self.novelty = nn.Parameter(torch.zeros(()))  # ν, fitted by calibrate_novelty
 
-    def seen_scores(self, batch: SequenceBatch) -> torch.Tensor:
+    def seen_scores(self, inputs: OnlineInputs) -> torch.Tensor:
         """(B, T, N) scores of every label from the prefix alone; only seen labels' are used."""
         raise NotImplementedError
 
-    def online_logits(self, batch: SequenceBatch) -> torch.Tensor:
-        if batch.strings is not None:
+    def online_logits(self, inputs: OnlineInputs) -> torch.Tensor:
+        if inputs.previous_codes.shape[-1] != self.task.ways:
             raise ValueError(f"{type(self).__name__} takes part in the online protocol with one-hot labels only")
-        codes = batch.previous_codes.to(self.dtype)
-        return with_novelty(self.seen_scores(batch), seen_counts(codes), self.novelty)
+        codes = inputs.previous_codes.to(self.dtype)
+        return with_novelty(self.seen_scores(inputs), seen_counts(codes), self.novelty)
 
     def calibrate_novelty(self, batches: list[SequenceBatch], iterations: int = 50) -> float:
-        """Fits ν alone by maximum likelihood on ``batches`` (training classes); returns it.
+        """Fits ν alone by maximum likelihood on labelled ``batches`` (training classes); returns it.
 
         The online log-likelihood is concave in ν, so L-BFGS finds its maximum.
         """
         self.eval()
         with torch.no_grad():
-            cached = [(self.seen_scores(b), seen_counts(b.previous_codes.to(self.dtype)), b.labels) for b in batches]
+            cached = [(self.seen_scores(b.inputs()), seen_counts(b.previous_codes.to(self.dtype)), b.labels)
+                      for b in batches]
         novelty = self.novelty.detach().clone().requires_grad_()
         optimizer = torch.optim.LBFGS([novelty], max_iter=iterations, line_search_fn="strong_wolfe")
 

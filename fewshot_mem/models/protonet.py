@@ -9,7 +9,7 @@ from .l2l import learn2learn as l2l
 import torch
 import torch.nn.functional as F
 
-from ..data.episodes import EpisodeBatch, SequenceBatch
+from ..data.episodes import EpisodicInputs, OnlineInputs
 from .encoders import embed_images
 from .learner import Learner, Protocol, TaskSpec
 from .online import NoveltyScoring
@@ -45,16 +45,16 @@ class ProtoNetLearner(NoveltyScoring, Learner):
         """(B, M, c, H, W) uint8 -> (B, M, D)."""
         return embed_images(self.embedding, images, self.dtype)
 
-    def episodic_logits(self, batch: EpisodeBatch) -> torch.Tensor:
-        support, queries = self.embed(batch.support_images), self.embed(batch.query_images)  # (B, S, D), (B, Q, D)
-        ways = batch.classes.shape[1]  # training episodes may have more ways than the task (60 vs 5)
-        members = F.one_hot(batch.support_labels, ways).to(support.dtype)  # (B, S, N)
+    def episodic_logits(self, inputs: EpisodicInputs) -> torch.Tensor:
+        support, queries = self.embed(inputs.support_images), self.embed(inputs.query_images)  # (B, S, D), (B, Q, D)
+        # inputs.ways, not the task's: training episodes may have more ways than the task (60 vs 5)
+        members = F.one_hot(inputs.support_labels, inputs.ways).to(support.dtype)  # (B, S, N)
         prototypes = members.transpose(1, 2) @ support / members.sum(1).unsqueeze(-1)  # (B, N, D)
         return -squared_distances(queries, prototypes)
 
-    def seen_scores(self, batch: SequenceBatch) -> torch.Tensor:
-        embedded = self.embed(batch.images)  # (B, T, D)
-        codes = batch.previous_codes.to(embedded.dtype)  # (B, T, N), codes[:, t] labels x_{t−1}
+    def seen_scores(self, inputs: OnlineInputs) -> torch.Tensor:
+        embedded = self.embed(inputs.images)  # (B, T, D)
+        codes = inputs.previous_codes.to(embedded.dtype)  # (B, T, N), codes[:, t] labels x_{t−1}
         shown = torch.cat([torch.zeros_like(embedded[:, :1]), embedded[:, :-1]], dim=1)  # x_{t−1} at t
         sums = (codes.unsqueeze(-1) * shown.unsqueeze(-2)).cumsum(dim=1)  # (B, T, N, D)
         prototypes = sums / codes.cumsum(dim=1).clamp(min=1).unsqueeze(-1)  # running class means

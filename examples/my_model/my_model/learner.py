@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fewshot_mem.data.episodes import EpisodeBatch, SequenceBatch
+from fewshot_mem.data.episodes import EpisodicInputs, OnlineInputs
 from fewshot_mem.models.learner import Learner, Protocol, TaskSpec, images_to_float
 from fewshot_mem.models.online import NoveltyScoring
 
@@ -75,17 +75,16 @@ class NearestNeighbourLearner(NoveltyScoring, Learner):
     def scaled(self, similarities: torch.Tensor) -> torch.Tensor:
         return self.log_temperature.exp() * similarities
 
-    def episodic_logits(self, batch: EpisodeBatch) -> torch.Tensor:
-        support, queries = self.unit_vectors(batch.support_images), self.unit_vectors(batch.query_images)
-        ways = batch.classes.shape[1]
-        members = F.one_hot(batch.support_labels, ways).unsqueeze(1)  # (B, 1, S, N)
+    def episodic_logits(self, inputs: EpisodicInputs) -> torch.Tensor:
+        support, queries = self.unit_vectors(inputs.support_images), self.unit_vectors(inputs.query_images)
+        members = F.one_hot(inputs.support_labels, inputs.ways).unsqueeze(1)  # (B, 1, S, N)
         return self.scaled(labelled_maximum(queries @ support.transpose(1, 2), members))
 
-    def seen_scores(self, batch: SequenceBatch) -> torch.Tensor:
-        vectors = self.unit_vectors(batch.images)  # (B, T, D)
+    def seen_scores(self, inputs: OnlineInputs) -> torch.Tensor:
+        vectors = self.unit_vectors(inputs.images)  # (B, T, D)
         # Step j shows x_{j−1} with its label previous_codes[:, j]; step t may use j <= t.
         shown = torch.cat([torch.zeros_like(vectors[:, :1]), vectors[:, :-1]], dim=1)
         steps = vectors.shape[1]
         causal = torch.ones(steps, steps, dtype=torch.bool, device=vectors.device).tril()  # (T, T): j <= t
-        members = batch.previous_codes.unsqueeze(1).bool() & causal.unsqueeze(0).unsqueeze(-1)  # (B, T, T, N)
+        members = inputs.previous_codes.unsqueeze(1).bool() & causal.unsqueeze(0).unsqueeze(-1)  # (B, T, T, N)
         return self.scaled(labelled_maximum(vectors @ shown.transpose(1, 2), members))

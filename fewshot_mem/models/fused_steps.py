@@ -1,0 +1,137 @@
+"""Per-time-step pieces of the fast ``run`` with hand-derived backward passes: each call is one
+autograd node instead of tens. At Santoro's size a step's tensors are tiny (16 x 128 x 40), so
+recording and replaying the graph of tens of small operations costs more than their arithmetic.
+
+The forward passes compute what the definitions compute (``nn.LSTMCell`` after its products;
+``memory.lru`` and ``memory.addressing`` for MANN's access); the backward passes are the chain
+rule written out. ``fast_path_check`` compares both, gradients included, in float64.
+
+Each forward and backward body is a plain function of tensors, so it can also run compiled
+(``compiled=True``: torch.compile/inductor fuses each body's tens of element-wise operations into
+a few loops; compiled once per process, dtype and shape family, and cached on disk by inductor).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import torch
+
+from ..memory import addressing, lru
+
+
+def lstm_forward(gates: torch.Tensor, cell: torch.Tensor):
+    """(B, 4C) pre-activations in torch's gate order (input, forget, cell, output), (B, C) cell ->
+    ((hidden, cell), tensors for the backward)."""
+    c = cell.shape[-1]
+    activated = torch.cat([gates[:, : 2 * c].sigmoid(), gates[:, 2 * c : 3 * c].tanh(), gates[:, 3 * c :].sigmoid()],
+                          dim=-1)
+    i, f, g, o = activated.chunk(4, dim=-1)
+    new_cell = f * cell + i * g
+    squashed = new_cell.tanh()
+    return (o * squashed, new_cell), (activated, cell, squashed)
+
+
+def lstm_backward(activated: torch.Tensor, cell: torch.Tensor, squashed: torch.Tensor, grad_hidden: torch.Tensor,
+                  grad_cell: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    i, f, g, o = activated.chunk(4, dim=-1)
+    grad_cell = grad_cell + grad_hidden * o * (1 - squashed * squashed)  # dL/dc_t, all of it
+    # dL/d(pre-activation) = dL/d(gate) x the gate's derivative: σ' = σ(1 − σ), tanh' = 1 − tanh².
+    return torch.cat([grad_cell * g * i * (1 - i), grad_cell * cell * f * (1 - f), grad_cell * i * (1 - g * g),
+                      grad_hidden * squashed * o * (1 - o)], dim=-1), grad_cell * f
+
+
+def lru_forward(interface: torch.Tensor, memory: torch.Tensor, read_w: torch.Tensor, usage: torch.Tensor,
+                least_used: torch.Tensor, usage_decay: float):
+    """MANN's access (``MANN.access``): from the (B, R·(W + 1)) interface vector and
+    (memory (B, N, W), read weights (B, R, N), usage (B, N), least-used weights (B, N)) to
+    ((memory, read weights, usage, least-used weights, reads (B, R·W)), tensors for the backward)."""
+    b, h, n = read_w.shape
+    w = memory.shape[-1]
+    keys = interface[:, : h * w].tanh().view(b, h, w)  # (B, R, W)
+    gates = interface[:, h * w :].sigmoid().unsqueeze(-1)  # σ(α) (B, R, 1)
+    write_w = torch.lerp(least_used.unsqueeze(1), read_w, gates)  # (B, R, N), lru.lru_write_weights
+    keep = lru.zero_least_used(memory.new_ones(b, n, 1), usage)  # (B, N, 1): 0 at the least used slot
+    written = torch.baddbmm(memory * keep, write_w.transpose(1, 2), keys)  # (B, N, W), addressing.add_write
+    key_norm = addressing._safe_norm(keys).unsqueeze(-1)  # (B, R, 1)
+    memory_norm = addressing._safe_norm(written).unsqueeze(1)  # (B, 1, N)
+    cosine = torch.bmm(keys, written.transpose(1, 2)) / (key_norm * memory_norm)  # (B, R, N)
+    new_read_w = torch.softmax(cosine, dim=-1)  # key strength 1, as MANN.access
+    reads = torch.bmm(new_read_w, written)  # (B, R, W)
+    new_usage = lru.update_usage(usage, new_read_w, write_w, usage_decay)
+    outputs = written, new_read_w, new_usage, lru.least_used_weights(new_usage, h), reads.view(b, h * w)
+    return outputs, (keys, gates, write_w, read_w, least_used, keep, written, key_norm, memory_norm, cosine, new_read_w)
+
+
+def lru_backward(keys, gates, write_w, read_w, least_used, keep, written, key_norm, memory_norm, cosine, new_read_w,
+                 grad_memory, grad_read_w, grad_usage, grad_reads, usage_decay: float):
+    """The gradients of ``lru_forward``'s inputs (interface, memory, read weights, usage,
+    least-used weights) from those of its outputs (the least-used weights carry none)."""
+    grad_reads = grad_reads.view_as(keys)  # (B, R, W)
+    spread_usage = grad_usage.unsqueeze(1)  # usage sums both weightings over heads: (B, 1, N)
+    # reads = w^r M_t
+    grad_new_read_w = grad_read_w + spread_usage + torch.bmm(grad_reads, written.transpose(1, 2))
+    grad_written = grad_memory + torch.bmm(new_read_w.transpose(1, 2), grad_reads)
+    # w^r = softmax(K), K = k·M / (‖k‖ ‖M‖)
+    grad_cosine = new_read_w * (grad_new_read_w - (grad_new_read_w * new_read_w).sum(-1, keepdim=True))
+    grad_dots = grad_cosine / (key_norm * memory_norm)
+    along = grad_cosine * cosine  # the norms' terms: dK/d‖k‖ = −K / ‖k‖, and ∂‖x‖/∂x = x / ‖x‖
+    grad_keys = torch.bmm(grad_dots, written) - (along.sum(-1, keepdim=True) / key_norm ** 2) * keys
+    grad_written = (grad_written + torch.bmm(grad_dots.transpose(1, 2), keys)
+                    - (along.sum(1).unsqueeze(-1) / memory_norm.transpose(1, 2) ** 2) * written)
+    # M_t = M_{t−1} ∘ keep + (w^w)ᵀ k
+    grad_write_w = spread_usage + torch.bmm(keys, grad_written.transpose(1, 2))  # (B, R, N)
+    grad_keys = grad_keys + torch.bmm(write_w, grad_written)
+    # w^w = σ(α) w^r_{t−1} + (1 − σ(α)) w^lu_{t−1}
+    grad_gates = (grad_write_w * (read_w - least_used.unsqueeze(1))).sum(-1, keepdim=True)  # (B, R, 1)
+    grad_interface = torch.cat([(grad_keys * (1 - keys * keys)).flatten(1),
+                                (grad_gates * gates * (1 - gates)).squeeze(-1)], dim=-1)
+    return (grad_interface, grad_written * keep, gates * grad_write_w, usage_decay * grad_usage,
+            ((1 - gates) * grad_write_w).sum(1))
+
+
+@functools.cache
+def compiled(function: Callable) -> Callable:
+    """``function`` compiled by torch.compile (inductor), once per process."""
+    return torch.compile(function)
+
+
+def _body(body: Callable, compile: bool) -> Callable:
+    return compiled(body) if compile else body
+
+
+class LSTMCellStep(torch.autograd.Function):
+    """``lstm_forward`` and ``lstm_backward`` as one autograd node: (gates, cell, compiled) -> (hidden, cell)."""
+
+    @staticmethod
+    def forward(ctx, gates: torch.Tensor, cell: torch.Tensor, compiled: bool = False):
+        outputs, saved = _body(lstm_forward, compiled)(gates, cell)
+        ctx.save_for_backward(*saved)
+        ctx.compiled = compiled
+        return outputs
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_hidden: torch.Tensor, grad_cell: torch.Tensor):
+        return *_body(lstm_backward, ctx.compiled)(*ctx.saved_tensors, grad_hidden, grad_cell), None
+
+
+class LRUAccessStep(torch.autograd.Function):
+    """``lru_forward`` and ``lru_backward`` as one autograd node:
+    (interface, memory, read_w, usage, least_used, usage_decay, compiled) -> ``lru_forward``'s outputs."""
+
+    @staticmethod
+    def forward(ctx, interface, memory, read_w, usage, least_used, usage_decay: float, compiled: bool = False):
+        outputs, saved = _body(lru_forward, compiled)(interface, memory, read_w, usage, least_used, usage_decay)
+        ctx.save_for_backward(*saved)
+        ctx.usage_decay, ctx.compiled = usage_decay, compiled
+        ctx.mark_non_differentiable(outputs[3])
+        return outputs
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_memory, grad_read_w, grad_usage, _grad_least_used, grad_reads):
+        grads = _body(lru_backward, ctx.compiled)(*ctx.saved_tensors, grad_memory, grad_read_w, grad_usage, grad_reads,
+                                                   ctx.usage_decay)
+        return *grads, None, None

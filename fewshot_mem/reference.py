@@ -1,0 +1,112 @@
+"""The reference weights that the default run evaluates instead of training.
+
+Each built-in model's reference on a suite is the board's entry for that suite and model whose
+weights are shipped in ``leaderboard/checkpoints/`` and that trained longest (ties: the higher
+score). The default bench re-evaluates those weights through the leaderboard's verify, so every
+row it prints is checked against the committed entry it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .suites import Suite
+
+BOARD_ROOT = Path(__file__).resolve().parent.parent / "leaderboard"  # the repository's own board
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A board entry whose weights are here."""
+
+    path: Path  # the entry's JSON file
+    entry: dict
+
+    @property
+    def result(self) -> dict:
+        return self.entry["result"]
+
+    @property
+    def name(self) -> str:
+        return f"{self.result['suite']}/{self.entry['entry']}"
+
+    @property
+    def trained_episodes(self) -> int:
+        return (self.result.get("trained_steps") or 0) * self.result["training"]["batch_size"]
+
+    def score(self) -> float:
+        """The entry's headline figure: 2nd-instance accuracy online, else its first episodic table."""
+        tables = self.result["tables"]
+        if "online" in tables:
+            return tables["online"]["estimates"]["instance_2"]["mean"]
+        first = sorted(tables)[0]
+        return tables[first]["estimates"][first]["mean"]
+
+
+def default_board_root() -> Path:
+    """The repository's ``leaderboard/`` beside the package, else ``leaderboard/`` here."""
+    return BOARD_ROOT if BOARD_ROOT.is_dir() else Path("leaderboard")
+
+
+def _weights_here(entry: dict, root: Path) -> bool:
+    relative = entry.get("checkpoint", {}).get("path")
+    return bool(relative) and (root / relative).is_file() and not (root / relative).is_symlink()
+
+
+def references(root: Path, suite: Suite, models: list[str]) -> dict[str, Reference | None]:
+    """For each model, its reference entry on ``suite`` (None where no entry has weights here)."""
+    found: dict[str, list[Reference]] = {model: [] for model in models}
+    for path in sorted((root / "entries" / suite.id).glob("*.json")):
+        try:
+            entry = json.loads(path.read_text())
+            model = entry["result"]["model"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # an unreadable entry is validate's business, not a reference
+        if model in found and _weights_here(entry, root):
+            found[model].append(Reference(path, entry))
+    return {model: max(candidates, key=lambda r: (r.trained_episodes, r.score()), default=None)
+            for model, candidates in found.items()}
+
+
+def evaluate_reference(reference: Reference, root: Path, *, data_root=None, device: str = "cpu",
+                       progress: bool = True) -> tuple[dict, bool]:
+    """Re-evaluates a reference entry's weights through ``leaderboard verify`` (the bench's own
+    evaluation path): the entry's result with the re-measured tables, and whether they equal
+    the entry's claim."""
+    from .leaderboard import verify  # the leaderboard evaluates through bench's evaluate_on_suite
+
+    started = time.perf_counter()
+    verification = verify(reference.path, root, data_root=data_root, device=device, progress=progress)
+    result = {**reference.result, "tables": verification.measured or {}, "reference_entry": reference.name,
+              "eval_seconds": time.perf_counter() - started}
+    return result, verification.ok
+
+
+def expected_seconds(plan: dict[str, Reference | None], board: list[dict], budget: str) -> float | None:
+    """What the run should take: the references' own recorded evaluation times, plus, for each model
+    trained, the training and evaluation time of a board entry of that model at ``budget`` (None
+    where nothing on the board tells)."""
+    total = 0.0
+    for model, reference in plan.items():
+        if reference is not None:
+            total += reference.result.get("eval_seconds") or 0.0
+            continue
+        known = [e["result"] for e in board if e["result"]["model"] == model and e["result"]["budget"] == budget]
+        if not known:
+            return None
+        total += (known[0].get("train_seconds") or 0.0) + (known[0].get("eval_seconds") or 0.0)
+    return total
+
+
+def board_entries(root: Path, suite: Suite) -> list[dict]:
+    """The suite's entries on the board (unreadable ones left out)."""
+    entries = []
+    for path in sorted((root / "entries" / suite.id).glob("*.json")):
+        try:
+            entries.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return entries

@@ -1,0 +1,63 @@
+"""Every registered SequenceLearner that overrides ``run`` computes the step loop's function
+and gradients in float64 (fewshot_mem.models.fast_path_check), with each controller kind."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fewshot_mem.models import fast_path_check
+from fewshot_mem.models.learner import SequenceLearner, TaskSpec
+from fewshot_mem.models.mann import MANN
+from fewshot_mem.models.registry import available_models, resolve
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+TINY = dict(controller_size=7, memory_slots=6, memory_width=3, read_heads=2)
+HYPERPARAMETERS = {"mann": TINY, "ntm": TINY, "dnc": TINY, "lstm": dict(controller_size=7)}
+FEEDFORWARD = ("mann", "ntm")  # the models with a controller choice
+TASK = TaskSpec(ways=4, image_shape=(1, 3, 3))
+
+
+def sequence_models() -> list[str]:
+    names = []
+    for name in available_models():
+        try:
+            if issubclass(resolve(name), SequenceLearner):
+                names.append(name)
+        except Exception:  # noqa: BLE001 - a plug-in that does not import is the contract test's business
+            continue
+    return names
+
+
+CASES = [(name, {}) for name in sequence_models()] + [(name, {"controller": "feedforward"}) for name in FEEDFORWARD]
+
+
+@pytest.mark.parametrize(("name", "extra"), CASES, ids=[f"{n}-{'-'.join(e.values()) or 'default'}" for n, e in CASES])
+def test_run_override_matches_the_step_loop(name, extra):
+    torch.manual_seed(0)
+    learner = resolve(name)(TASK, **HYPERPARAMETERS.get(name, {}), **extra)
+    if name in HYPERPARAMETERS:
+        assert fast_path_check.overrides_run(learner), f"{name} lost its fast run"
+    fast_path_check.check_run_matches_steps(learner)
+
+
+class _Broken(MANN):
+    """A run override off by a relative 1e-6 in its scores: the check must catch it."""
+
+    def run(self, features, previous_codes, state):
+        outputs, state = super().run(features, previous_codes, state)
+        return outputs + 1e-6 * outputs.detach()[:, :1], state
+
+
+def test_the_check_catches_a_wrong_override():
+    learner = _Broken(TASK, **TINY)
+    with pytest.raises(AssertionError, match="scores"):
+        fast_path_check.check_run_matches_steps(learner)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mann", "ntm", "dnc"])
+def test_compiled_steps_compute_the_same_function(name):
+    """The per-step pieces compiled by torch.compile (tens of seconds to compile a model)."""
+    torch.manual_seed(0)
+    fast_path_check.check_run_matches_steps(resolve(name)(TASK, **TINY).compile_steps())
