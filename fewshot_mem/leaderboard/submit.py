@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from datetime import date
 from pathlib import Path
 
-from ..paths import write_atomically
+from ..paths import temporary_sibling, write_atomically
 from ..report import write_json
 from ..suites import get_suite
 from .schema import ENTRY_FORMAT, RESULT_SCHEMA, InvalidEntryError, LeaderboardError, schema_problems
@@ -77,12 +76,13 @@ def write_entry(entry: dict, entry_path: Path, stored_path: Path | None, weights
             write_atomically(weights, stored_path)
         write_json(entry, entry_path)
         return
-    with tempfile.TemporaryDirectory(dir=entry_path.parent, prefix=".submit-") as private:
-        staged = Path(private) / entry_path.name
+    staged = temporary_sibling(entry_path)  # hidden, and no *.json: never taken for an entry
+    try:
         staged.write_text(json.dumps(entry, indent=1))
-        try:
-            os.link(staged, entry_path)
-        except FileExistsError:
-            raise _already_there(entry_path.parent.name, entry["entry"], entry_path) from None
+        os.link(staged, entry_path)
+    except FileExistsError:
+        raise _already_there(entry_path.parent.name, entry["entry"], entry_path) from None
+    finally:
+        staged.unlink(missing_ok=True)
     if stored_path is not None:
         write_atomically(weights, stored_path)
