@@ -192,3 +192,13 @@ def test_a_named_base_that_does_not_exist_is_bad_input(board, omniglot_root, cap
     """Falling back to 'every entry' is for a base that was not named; a named one is a mistake."""
     assert leaderboard(board, omniglot_root, "verify", "--changed", "--base", "no-such-branch") == 2
     assert "'no-such-branch' is not a git branch or commit" in capsys.readouterr().err
+
+
+def test_without_a_browser_the_page_check_skips_but_fails_under_ci(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true but chromium is not installed"):
+        browser()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        browser()
