@@ -257,16 +257,16 @@ def main(argv: list[str] | None = None) -> int:
         results, differing = [], []
         for model in models:
             if plan[model] is not None:
-                result, equal = evaluate_reference(plan[model], args.leaderboard, data_root=args.data_root,
-                                                   device=args.device, progress=not args.quiet)
-                differing += [] if equal else [plan[model].name]
+                result, verification = evaluate_reference(plan[model], args.leaderboard, data_root=args.data_root,
+                                                          device=args.device, progress=not args.quiet)
+                differing += [] if verification.ok else [plan[model].name]
                 label = "reference"
             else:
                 result, label = run_model(model, suite, pools, fingerprint, args), f"{args.budget}-seed{args.seed}"
             if distributed.is_main():  # every rank holds the same result: one writes it
                 path = write_json(result, Path(args.out) / suite.id / "results" / f"{model.replace(':', '_')}"
                                           f"-{label}.json")
-                print(f"[{model}] results: {path}" + (_reference_verdict(plan[model], equal) if plan[model] else ""))
+                print(f"[{model}] results: {path}" + (_reference_verdict(plan[model], verification) if plan[model] else ""))
             results.append(result)
         if distributed.is_main():
             report(results, suite, fingerprint, args, started, "reference" if any(plan.values()) else None)
@@ -310,9 +310,12 @@ def _planned(model_recipe) -> dict:
     return {"budget": model_recipe.config.budget, "training": asdict(model_recipe.config)}
 
 
-def _reference_verdict(reference: Reference, equal: bool) -> str:
-    return (f" (re-evaluated: equal to the entry {reference.name})" if equal else
-            f" (re-evaluated: DIFFERS from the entry {reference.name})")
+def _reference_verdict(reference: Reference, verification) -> str:
+    """"equal to the entry" where every per-episode value is bit-identical; else how far off."""
+    if verification.ok and verification.differing_episodes == 0:
+        return f" (re-evaluated: equal to the entry {reference.name}, {verification.summary()})"
+    verdict = "within verify's tolerance of" if verification.ok else "DIFFERS from"
+    return f" (re-evaluated: {verdict} the entry {reference.name}: {verification.summary()})"
 
 
 def report(results: list[dict], suite: Suite, fingerprint: str, args: argparse.Namespace, started: float,

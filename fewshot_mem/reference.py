@@ -72,17 +72,18 @@ def references(root: Path, suite: Suite, models: list[str]) -> dict[str, Referen
 
 
 def evaluate_reference(reference: Reference, root: Path, *, data_root=None, device: str = "cpu",
-                       progress: bool = True) -> tuple[dict, bool]:
+                       progress: bool = True) -> tuple[dict, "Verification"]:
     """Re-evaluates a reference entry's weights through ``leaderboard verify`` (the bench's own
-    evaluation path): the entry's result with the re-measured tables, and whether they equal
-    the entry's claim."""
+    evaluation path, with verify's default tolerance): the entry's result with the re-measured
+    tables, and the verification (``.ok``; ``.summary()`` says whether the per-episode values
+    are bit-identical or how many differ)."""
     from .leaderboard import verify  # the leaderboard evaluates through bench's evaluate_on_suite
 
     started = time.perf_counter()
     verification = verify(reference.path, root, data_root=data_root, device=device, progress=progress)
     result = {**reference.result, "tables": verification.measured or {}, "reference_entry": reference.name,
               "eval_seconds": time.perf_counter() - started}
-    return result, verification.ok
+    return result, verification
 
 
 def expected_seconds(plan: dict[str, Reference | None], board: list[dict], budget: str) -> float | None:
