@@ -5,7 +5,7 @@
 Each comparison names the suite and model of every row and the figures its paper
 published; our rows are the leaderboard's entries for that suite and model, so every
 number printed comes from a committed results JSON that ``leaderboard verify`` can
-re-measure. Rows say what each number cost: training episodes, wall-clock time,
+re-measure. Rows say what each number cost: training steps and episodes, wall-clock time,
 hardware, and the command that produced it.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .evaluate import INSTANCE_POSITIONS
 from .leaderboard import DEFAULT_ROOT, entry_files, read_json
-from .report import duration, hardware_text, markdown_table, ordinal, plot_learning_curves
+from .report import budget_text, duration, hardware_text, markdown_table, ordinal, plot_learning_curves
 from .suites import get_suite
 
 MODEL_LABELS = {"mann": "MANN (LRUA)", "ntm": "MANN (NTM addressing)", "dnc": "DNC", "lstm": "LSTM",
@@ -40,9 +40,11 @@ class Comparison:
     columns: tuple[str, ...]
     rows: tuple[PaperRow, ...]
     note: str = ""
-    paper_episodes: str = "–"  # the paper's training budget, where it says
+    paper_budget: str = "–"  # the paper's training budget, where it says
 
 
+# Santoro et al.'s "100,000 episodes", read as optimizer steps on batches of 16 (see budgets.py)
+SANTORO_BUDGET = "100,000 steps × 16 = 1,600,000 episodes"
 _SANTORO_COLUMNS = tuple(ordinal(p) for p in INSTANCE_POSITIONS)
 _FEW_SHOT = (("omniglot-5way-1shot@2", "5-way 1-shot"), ("omniglot-5way-5shot@2", "5-way 5-shot"),
              ("omniglot-20way-1shot@2", "20-way 1-shot"), ("omniglot-20way-5shot@2", "20-way 5-shot"))
@@ -52,20 +54,20 @@ _FINN = (98.7, 99.9, 95.8, 98.9)  # Finn et al. (2017), Table 1
 COMPARISONS = (
     Comparison(
         "santoro-table1", "Santoro et al. (2016), Table 1: Omniglot, 5 classes, one-hot labels",
-        "Santoro et al. (2016) report MANN and LSTM after 100,000 episodes", _SANTORO_COLUMNS,
+        "Santoro et al. (2016) report MANN and LSTM after 100,000 episodes (of 16 sequences each, as we read it)", _SANTORO_COLUMNS,
         (PaperRow("mann", "omniglot-5way@1", (36.4, 82.8, 91.0, 92.6, 94.9, 98.1)),
          PaperRow("lstm", "omniglot-5way@1", (24.4, 49.5, 55.3, 61.0, 63.6, 62.5)),
          PaperRow("ntm", "omniglot-5way@1", None), PaperRow("dnc", "omniglot-5way@1", None),
          PaperRow("maml", "omniglot-5way@1", None), PaperRow("protonet", "omniglot-5way@1", None)),
         "Accuracy (%) by instance position on the suite's 1,000 frozen test episodes, ± 95% CI. MAML and "
-        "ProtoNet take part by adapting on the labelled prefix (see the online protocol above).", "100,000"),
+        "ProtoNet take part by adapting on the labelled prefix (see the online protocol above).", SANTORO_BUDGET),
     Comparison(
         "santoro-table2", "Santoro et al. (2016), Table 2: Omniglot, 15 classes, five-character string labels",
         "Santoro et al. (2016), Table 2, 15 classes, LSTM controllers", _SANTORO_COLUMNS,
         (PaperRow("mann", "omniglot-15way-strings@1", (0.1, 62.6, 79.3, 86.6, 88.7, 95.3)),
          PaperRow("ntm", "omniglot-15way-strings@1", (0.0, 35.4, 61.2, 71.7, 77.7, 88.4))),
         "A label is right when all five characters are. MANN (NTM addressing) is the `ntm` model at "
-        "Santoro's size (200 LSTM units, 128 x 40 memory, 4 heads).", "100,000"),
+        "Santoro's size (200 LSTM units, 128 x 40 memory, 4 heads).", SANTORO_BUDGET),
     Comparison(
         "fewshot-omniglot", "Snell et al. (2017) and Finn et al. (2017): Omniglot N-way K-shot, 28 x 28",
         "ProtoNets: Snell et al. (2017), Table 1; MAML: Finn et al. (2017), Table 1", ("accuracy (%)",),
@@ -102,11 +104,10 @@ def command(result: dict) -> str:
             f"--budget {result['budget']}{seed}`")
 
 
-def _episodes_cell(result: dict) -> str:
-    trained, planned = trained_episodes(result), result["training"]["episodes"]
-    best = (result.get("best_step") or 0) * result["training"]["batch_size"]
-    cell = f"{trained:,}" + (f" of {planned:,}" if trained < planned else "")
-    return cell + (f" (best at {best:,})" if best and best != trained else "")
+def _budget_cell(result: dict) -> str:
+    """"paper: 100,000 steps × 16 = 1,600,000 episodes (best at step 96,000)"."""
+    best, trained = result.get("best_step") or 0, result.get("trained_steps") or 0
+    return budget_text(result) + (f" (best at step {best:,})" if best and best != trained else "")
 
 
 def _our_row(entry: dict, suite_id: str) -> list[str]:
@@ -115,7 +116,7 @@ def _our_row(entry: dict, suite_id: str) -> list[str]:
     for table, estimate in statistics(suite_id):
         found = result["tables"][table]["estimates"][estimate]
         cells.append(f"{100 * found['mean']:.1f} ± {100 * found['ci95']:.1f}")
-    return cells + [_episodes_cell(result), duration(result.get("train_seconds")), hardware_text(result["hardware"]),
+    return cells + [_budget_cell(result), duration(result.get("train_seconds")), hardware_text(result["hardware"]),
                     command(result)]
 
 
@@ -131,7 +132,7 @@ def comparison_rows(comparison: Comparison, entries: list[dict]) -> list[list[st
         setting = _settings(comparison, row)
         if row.published is not None:
             rows.append([label, *setting, "paper", *(f"{f:.1f}" for f in row.published),
-                         comparison.paper_episodes, "–", "–", "–"])
+                         comparison.paper_budget, "–", "–", "–"])
         for entry in _matching(entries, row):
             rows.append([label, *setting, f"ours: `{entry['entry']}`", *_our_row(entry, row.suite)])
     return rows
@@ -139,7 +140,7 @@ def comparison_rows(comparison: Comparison, entries: list[dict]) -> list[list[st
 
 def comparison_table(comparison: Comparison, entries: list[dict]) -> str:
     setting = [] if len(comparison.columns) > 1 else ["setting"]
-    header = ["model", *setting, "source", *comparison.columns, "training episodes", "training time",
+    header = ["model", *setting, "source", *comparison.columns, "training budget", "training time",
               "hardware", "command"]
     return markdown_table(header, comparison_rows(comparison, entries))
 

@@ -40,19 +40,19 @@ def test_every_comparison_names_real_suites_and_models_with_one_figure_per_colum
 
 def test_our_rows_come_from_the_entries_with_their_cost_and_command():
     entries = [_entry("mann-quick", "mann", "omniglot-5way@1", ONLINE),
-               _entry("mann-long", "mann", "omniglot-5way@1", ONLINE, budget="long", trained_steps=20_000,
-                      best_step=20_000, training={"episodes": 1_000_000, "batch_size": 16}, train_seconds=7200.0,
+               _entry("mann-paper", "mann", "omniglot-5way@1", ONLINE, budget="paper", trained_steps=20_000,
+                      best_step=20_000, training={"episodes": 1_600_000, "batch_size": 16}, train_seconds=7200.0,
                       hardware={"processor": "x86_64", "cpu_threads": 1})]
     table = papers.comparison_table(papers.COMPARISONS[0], entries)
     lines = table.splitlines()
     paper = next(line for line in lines if "MANN (LRUA) | paper" in line)
-    assert "| 36.4 | 82.8 | 91.0 | 92.6 | 94.9 | 98.1 | 100,000 |" in paper
-    quick, long = (next(line for line in lines if f"`mann-{b}`" in line) for b in ("quick", "long"))
+    assert "| 36.4 | 82.8 | 91.0 | 92.6 | 94.9 | 98.1 | 100,000 steps × 16 = 1,600,000 episodes |" in paper
+    quick, long = (next(line for line in lines if f"`mann-{b}`" in line) for b in ("quick", "paper"))
     assert lines.index(quick) < lines.index(long)  # by training episodes
     assert "| 1.0 ± 1.2 | 2.0 ± 1.2 | 3.0 ± 1.2 | 4.0 ± 1.2 | 5.0 ± 1.2 | 10.0 ± 1.2 |" in quick
-    assert "12,000 (best at 9,600) | 85 s | x86_64 CPU, 2 threads" in quick
+    assert "quick: 750 steps × 16 = 12,000 episodes (best at step 600) | 85 s | x86_64 CPU, 2 threads" in quick
     assert "`python -m fewshot_mem.bench --suite omniglot-5way@1 --models mann --budget quick`" in quick
-    assert "320,000 of 1,000,000 | 2.0 h | x86_64 CPU, 1 thread |" in long  # an interrupted run says so
+    assert "paper: 20,000 of 100,000 steps × 16 = 320,000 episodes | 2.0 h | x86_64 CPU, 1 thread |" in long  # cut short
     assert "LSTM | paper" in table and "ours: `lstm" not in table  # no entry, no row of ours
     assert "DNC" not in table  # neither a paper figure nor an entry
 

@@ -77,7 +77,7 @@ def paper_figures(suite_id: str) -> list[PaperFigures]:
                 continue
             statistics = papers.statistics(suite_id)
             figures = dict(zip(statistics, row.published)) if len(statistics) == len(row.published) else {}
-            training = "–" if comparison.paper_episodes == "–" else f"{comparison.paper_episodes} episodes"
+            training = comparison.paper_budget
             label = papers.MODEL_LABELS.get(row.model, row.model)
             found.append(PaperFigures(row.model, label, _source(comparison, label), training, figures))
     return found
