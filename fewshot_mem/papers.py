@@ -1,6 +1,6 @@
 """The papers' tables beside ours: the README's Results section, built from the leaderboard.
 
-    python -m fewshot_mem.papers [--leaderboard leaderboard] [--plots docs]
+    python -m fewshot_mem.papers [--leaderboard leaderboard] [--plots docs] [--readme README.md]
 
 Each comparison names the suite and model of every row and the figures its paper
 published; our rows are the leaderboard's entries for that suite and model, so every
@@ -19,6 +19,7 @@ from pathlib import Path
 from .evaluate import INSTANCE_POSITIONS
 from .leaderboard import DEFAULT_ROOT, entry_files, read_json
 from .report import budget_text, duration, hardware_text, markdown_table, ordinal, plot_learning_curves
+from .paths import write_atomically
 from .suites import get_suite
 
 MODEL_LABELS = {"mann": "MANN (LRUA)", "ntm": "MANN (NTM addressing)", "dnc": "DNC", "lstm": "LSTM",
@@ -50,6 +51,8 @@ _FEW_SHOT = (("omniglot-5way-1shot@2", "5-way 1-shot"), ("omniglot-5way-5shot@2"
              ("omniglot-20way-1shot@2", "20-way 1-shot"), ("omniglot-20way-5shot@2", "20-way 5-shot"))
 _SNELL = (98.8, 99.7, 96.0, 98.9)  # Snell et al. (2017), Table 1
 _FINN = (98.7, 99.9, 95.8, 98.9)  # Finn et al. (2017), Table 1
+
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"  # the README's generated section
 
 COMPARISONS = (
     Comparison(
@@ -190,10 +193,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fewshot_mem.papers", description=__doc__.splitlines()[0])
     parser.add_argument("--leaderboard", type=Path, default=DEFAULT_ROOT, help="the board's root folder")
     parser.add_argument("--plots", type=Path, default=None, help="also draw the learning curves into this folder")
+    parser.add_argument("--readme", type=Path, default=None,
+                        help=f"also write the section into this file, between {BEGIN} and {END}")
     args = parser.parse_args(argv)
     entries = load_entries(args.leaderboard)
     plots = draw_learning_curves(entries, args.plots) if args.plots else None
-    print(results_section(entries, plots), end="")
+    section = results_section(entries, plots)
+    print(section, end="")
+    if args.readme:
+        text = args.readme.read_text()
+        if text.count(BEGIN) != 1 or text.count(END) != 1:
+            print(f"error: {args.readme} needs exactly one {BEGIN} and one {END}", file=sys.stderr)
+            return 2
+        before, rest = text.split(BEGIN)
+        write_atomically(f"{before}{BEGIN}\n{section.strip()}\n{END}{rest.split(END)[1]}".encode(), args.readme)
     return 0
 
 
