@@ -28,9 +28,8 @@ from .citation import cite, models_in_results
 from .data.episodes import ClassPool
 from .device import resolve_device
 from .errors import FewshotMemError
-from .evaluate import evaluate_episodic, evaluate_online
+from .evaluate import evaluate_episodic, evaluate_on_suite, evaluate_online  # evaluate_on_suite: re-exported
 from .models.learner import Learner
-from .models.online import NoveltyScoring
 from .models.registry import BUILTIN_MODELS, available_models, create, resolve
 from .reference import Reference, board_entries, default_board_root, evaluate_reference, expected_seconds, references
 from .report import budget_text, duration, hardware_text, plot_instance_accuracy, render, write_json
@@ -38,7 +37,6 @@ from .suites import SUITES, Suite, get_suite, load_pools
 from .train import BUDGETS, fit, is_complete, load_checkpoint, read_metrics
 
 DEFAULT_MODELS = ("mann", "ntm", "dnc", "lstm", "maml", "protonet")
-CALIBRATION_EPISODES = 64
 
 
 def git_commit() -> str:
@@ -90,28 +88,6 @@ def _validator(suite: Suite, protocol: str, val_pool: ClassPool, episodes: int, 
     sampler = suite.episodic_sampler(val_pool, suite.shots[0], seed=suite.validation_seed)
     return lambda learner: evaluate_episodic(learner, sampler, episodes, device=device).estimates[
         f"{suite.ways}-way-{suite.shots[0]}-shot"].mean
-
-
-def evaluate_on_suite(learner: Learner, suite: Suite, pools: dict[str, ClassPool], episodes: int | None = None,
-                      device: str = "cpu", progress: bool = False) -> dict[str, dict]:
-    """Every table of ``suite`` for a trained learner, as the results JSON stores them.
-
-    The one evaluation path of the bench and of ``leaderboard verify``, so a re-evaluated
-    checkpoint is scored exactly as it was when submitted: learners with a novelty score ν
-    are calibrated first (on training-class episodes, deterministically from the
-    checkpoint's weights), then scored on the first ``episodes`` (default: all) frozen test
-    episodes of each table.
-    """
-    learner.to(device)
-    if isinstance(learner, NoveltyScoring) and "online" in suite.protocols:
-        calibration = suite.online_sampler(pools["train"], seed=suite.validation_seed + 1)
-        learner.calibrate_novelty([calibration.batch(np.arange(CALIBRATION_EPISODES)).to(device)])
-    tables = {}
-    for table, sampler in suite.test_samplers(pools["test"]).items():
-        evaluate = evaluate_online if table == "online" else evaluate_episodic
-        tables[table] = evaluate(learner, sampler, episodes or suite.test_episodes, device=device,
-                                 progress=progress).to_json()
-    return tables
 
 
 def run_model(model: str, suite: Suite, pools: dict[str, ClassPool], fingerprint: str, args) -> dict:

@@ -76,7 +76,7 @@ def evaluate_reference(reference: Reference, root: Path, *, data_root=None, devi
     """Re-evaluates a reference entry's weights through ``leaderboard verify`` (the bench's own
     evaluation path): the entry's result with the re-measured tables, and whether they equal
     the entry's claim."""
-    from .leaderboard import verify  # the leaderboard evaluates through bench's evaluate_on_suite
+    from .leaderboard import verify  # the leaderboard evaluates through evaluate_on_suite
 
     started = time.perf_counter()
     verification = verify(reference.path, root, data_root=data_root, device=device, progress=progress)

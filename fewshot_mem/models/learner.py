@@ -107,6 +107,11 @@ class Learner(nn.Module):
         """(B, N·Q, N) scores for each query."""
         raise NotImplementedError
 
+    def calibrate(self, calibration_batches: list[SequenceBatch]) -> None:
+        """Fits whatever the learner fixes after training, on labelled training-class online
+        batches, before it is scored; by default nothing. Called by the evaluator on every
+        suite with an online table, deterministically, so a checkpoint scores the same each time."""
+
     def logits(self, inputs: Inputs) -> torch.Tensor:
         """The scores of whichever protocol the inputs belong to."""
         if isinstance(inputs, OnlineInputs):
