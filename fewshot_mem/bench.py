@@ -11,9 +11,6 @@ episodes, print the tables people cite, and write the results JSON and plot.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -22,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, distributed
+from . import distributed
 from .budgets import recipe
 from .citation import cite, models_in_results
 from .data.episodes import ClassPool
@@ -32,39 +29,12 @@ from .evaluate import evaluate_episodic, evaluate_on_suite, evaluate_online  # e
 from .models.learner import Learner
 from .models.registry import BUILTIN_MODELS, available_models, create, resolve
 from .reference import Reference, board_entries, default_board_root, evaluate_reference, expected_seconds, references
-from .report import budget_text, duration, hardware_text, plot_instance_accuracy, render, write_json
+from .report import budget_text, duration, hardware_text, plot_instance_accuracy, render
+from .results import build_result, episodic_key, learning_curve, result_path, run_label, write_result
 from .suites import SUITES, Suite, get_suite, load_pools
-from .train import BUDGETS, fit, is_complete, load_checkpoint, read_metrics
+from .train import BUDGETS, fit, is_complete, load_checkpoint
 
 DEFAULT_MODELS = ("mann", "ntm", "dnc", "lstm", "maml", "protonet")
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).resolve().parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def cpu_model() -> str:
-    """The CPU's model name as the kernel reports it ("AMD EPYC 7B13"), else the architecture."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def hardware(device: str) -> dict:
-    info = {"platform": platform.platform(), "processor": platform.machine(), "cpu_model": cpu_model(),
-            "cpu_count": os.cpu_count(), "cpu_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "device": device, "processes": distributed.world_size()}
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def _training_sampler(suite: Suite, model_recipe, train_pool: ClassPool, seed: int):
@@ -87,12 +57,12 @@ def _validator(suite: Suite, protocol: str, val_pool: ClassPool, episodes: int, 
         return validate_online
     sampler = suite.episodic_sampler(val_pool, suite.shots[0], seed=suite.validation_seed)
     return lambda learner: evaluate_episodic(learner, sampler, episodes, device=device).estimates[
-        f"{suite.ways}-way-{suite.shots[0]}-shot"].mean
+        episodic_key(suite.ways, suite.shots[0])].mean
 
 
 def run_model(model: str, suite: Suite, pools: dict[str, ClassPool], fingerprint: str, args) -> dict:
     model_recipe = recipe(model, suite, args.budget)
-    run_dir = Path(args.out) / suite.id / model.replace(":", "_") / f"{args.budget}-seed{args.seed}"
+    run_dir = Path(args.out) / suite.id / model.replace(":", "_") / run_label(args.budget, args.seed)
     torch.manual_seed(args.seed)
     learner: Learner = create(model, suite.task(), **model_recipe.hyperparameters)
     train_seconds, summary = 0.0, None
@@ -119,22 +89,14 @@ def run_model(model: str, suite: Suite, pools: dict[str, ClassPool], fingerprint
                                progress=not args.quiet)
     eval_seconds = time.perf_counter() - start
     previous = distributed.from_main(_load_if_present, run_dir / "last.pt")
-    return {
-        "format": "fewshot-mem-result/1", "fewshot_mem_version": __version__, "suite": suite.id,
-        "fingerprint": fingerprint, "model": model, "model_class": available_models().get(model, model),
-        "hyperparameters": model_recipe.hyperparameters, "training": asdict(model_recipe.config),
-        "training_protocol": model_recipe.protocol, "budget": args.budget, "seed": args.seed,
-        "training_steps": model_recipe.config.steps, "training_episodes": model_recipe.config.episodes,
-        "git_commit": git_commit(), "trained_steps": previous.get("step"), "best_step": best.get("step"),
-        "train_seconds": previous.get("train_seconds", train_seconds if summary else None),
-        "eval_seconds": eval_seconds, "hardware": hardware(args.device), "checkpoint": str(run_dir / "best.pt"),
-        "learning_curve": distributed.from_main(learning_curve, run_dir / "metrics.jsonl"), "tables": tables,
-    }
-
-
-def learning_curve(metrics: Path) -> list[dict]:
-    """The validation records of a run's log: score (and per-instance accuracy) against episodes."""
-    return [r for r in read_metrics(metrics) if "validation_score" in r]
+    return build_result(
+        suite_id=suite.id, fingerprint=fingerprint, model=model, model_class=available_models().get(model, model),
+        hyperparameters=model_recipe.hyperparameters, training=model_recipe.config,
+        training_protocol=model_recipe.protocol, budget=args.budget, seed=args.seed,
+        trained_steps=previous.get("step"), best_step=best.get("step"),
+        train_seconds=previous.get("train_seconds", train_seconds if summary else None), eval_seconds=eval_seconds,
+        device=args.device, checkpoint=str(run_dir / "best.pt"), tables=tables,
+        learning_curve=distributed.from_main(learning_curve, run_dir / "metrics.jsonl"))
 
 
 def _load_if_present(path: Path) -> dict:
@@ -238,10 +200,9 @@ def main(argv: list[str] | None = None) -> int:
                 differing += [] if equal else [plan[model].name]
                 label = "reference"
             else:
-                result, label = run_model(model, suite, pools, fingerprint, args), f"{args.budget}-seed{args.seed}"
+                result, label = run_model(model, suite, pools, fingerprint, args), run_label(args.budget, args.seed)
             if distributed.is_main():  # every rank holds the same result: one writes it
-                path = write_json(result, Path(args.out) / suite.id / "results" / f"{model.replace(':', '_')}"
-                                          f"-{label}.json")
+                path = write_result(result, result_path(args.out, suite.id, model, label))
                 print(f"[{model}] results: {path}" + (_reference_verdict(plan[model], equal) if plan[model] else ""))
             results.append(result)
         if distributed.is_main():
@@ -297,7 +258,7 @@ def report(results: list[dict], suite: Suite, fingerprint: str, args: argparse.N
     print()
     print(render(results))
     plot = plot_instance_accuracy(results, Path(args.out) / suite.id / f"instance-accuracy-"
-                                                                      f"{label or args.budget + '-seed' + str(args.seed)}.png")
+                                                                      f"{label or run_label(args.budget, args.seed)}.png")
     print(f"\nsuite {suite.id}, fingerprint {fingerprint}")
     if plot:
         print(f"plot: {plot}")

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from . import distributed
 from .data.episodes import EpisodeBatch, EpisodeSampler, LabelOffsetSampler, SequenceBatch, correct_predictions
 from .models.learner import Learner, batch_targets, predictions
+from .results import format_estimate
 
 if TYPE_CHECKING:
     from .data.episodes import ClassPool
@@ -63,7 +64,7 @@ class Estimate:
         return cls(float(samples.mean()), float(Z_95 * spread / math.sqrt(len(samples))), len(samples))
 
     def __str__(self) -> str:
-        return f"{100 * self.mean:.1f} ± {100 * self.ci95:.1f}"
+        return format_estimate(self)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from pathlib import Path
 from .evaluate import INSTANCE_POSITIONS
 from .leaderboard import DEFAULT_ROOT, entry_files, read_json
 from .report import duration, hardware_text, markdown_table, ordinal, plot_learning_curves
+from .results import ONLINE_TABLE, episodic_key, format_estimate, instance_key
 from .suites import get_suite
 
 MODEL_LABELS = {"mann": "MANN (LRUA)", "ntm": "MANN (NTM addressing)", "dnc": "DNC", "lstm": "LSTM",
@@ -79,8 +80,8 @@ def statistics(suite_id: str) -> list[tuple[str, str]]:
     """(table, estimate) of each column a suite's rows fill: instance positions, else N-way K-shot."""
     suite = get_suite(suite_id)
     if "online" in suite.protocols:
-        return [("online", f"instance_{p}") for p in INSTANCE_POSITIONS]
-    return [(f"{suite.ways}-way-{shots}-shot",) * 2 for shots in suite.shots]
+        return [(ONLINE_TABLE, instance_key(p)) for p in INSTANCE_POSITIONS]
+    return [(episodic_key(suite.ways, shots),) * 2 for shots in suite.shots]
 
 
 def load_entries(root: Path) -> list[dict]:
@@ -113,8 +114,7 @@ def _our_row(entry: dict, suite_id: str) -> list[str]:
     result = entry["result"]
     cells = []
     for table, estimate in statistics(suite_id):
-        found = result["tables"][table]["estimates"][estimate]
-        cells.append(f"{100 * found['mean']:.1f} ± {100 * found['ci95']:.1f}")
+        cells.append(format_estimate(result["tables"][table]["estimates"][estimate]))
     return cells + [_episodes_cell(result), duration(result.get("train_seconds")), hardware_text(result["hardware"]),
                     command(result)]
 

@@ -17,6 +17,7 @@ from .data.miniimagenet import load_miniimagenet
 from .data.omniglot import load_omniglot
 from .errors import DataNotFoundError, FewshotMemError
 from .models.learner import TaskSpec
+from .results import episodic_key
 
 
 class UnknownSuiteError(FewshotMemError):
@@ -70,7 +71,7 @@ class Suite:
             samplers["online"] = self.online_sampler(test_pool, self.test_seed)
         if "episodic" in self.protocols:
             for shots in self.shots:
-                samplers[f"{self.ways}-way-{shots}-shot"] = self.episodic_sampler(test_pool, shots, self.test_seed)
+                samplers[episodic_key(self.ways, shots)] = self.episodic_sampler(test_pool, shots, self.test_seed)
         return samplers
 
     def fingerprint(self, test_pool: ClassPool, episodes: int | None = None) -> str:
