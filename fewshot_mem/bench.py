@@ -37,25 +37,16 @@ from .train import BUDGETS, fit, is_complete, load_checkpoint
 DEFAULT_MODELS = ("mann", "ntm", "dnc", "lstm", "maml", "protonet")
 
 
-def _training_sampler(suite: Suite, model_recipe, train_pool: ClassPool, seed: int):
-    if model_recipe.protocol == "online":
-        return suite.online_sampler(train_pool, seed=suite.train_seed + seed, augment=model_recipe.augment)
-    return suite.episodic_sampler(train_pool, suite.shots[0], seed=suite.train_seed + seed,
-                                  ways=model_recipe.train_ways, queries=model_recipe.train_queries)
-
-
 def _validator(suite: Suite, protocol: str, val_pool: ClassPool, episodes: int, device: str):
     """Validation score on the val classes, in the training protocol: mean accuracy (online: over
     instance positions, logged one by one as well)."""
+    sampler = suite.validation_sampler(val_pool, protocol)
     if protocol == "online":
-        sampler = suite.online_sampler(val_pool, seed=suite.validation_seed)
-
         def validate_online(learner: Learner) -> dict[str, float]:
             estimates = evaluate_online(learner, sampler, episodes, device=device).estimates
             return {"score": float(np.mean([e.mean for e in estimates.values()])),
                     **{position: e.mean for position, e in estimates.items()}}
         return validate_online
-    sampler = suite.episodic_sampler(val_pool, suite.shots[0], seed=suite.validation_seed)
     return lambda learner: evaluate_episodic(learner, sampler, episodes, device=device).estimates[
         episodic_key(suite.ways, suite.shots[0])].mean
 
@@ -74,7 +65,9 @@ def run_model(model: str, suite: Suite, pools: dict[str, ClassPool], fingerprint
         if distributed.is_main():
             print(f"[{model}] reusing the finished run in {run_dir}")
     else:
-        sampler = _training_sampler(suite, model_recipe, pools["train"], args.seed)
+        sampler = suite.training_sampler(pools["train"], model_recipe.protocol, args.seed,
+                                         ways=model_recipe.train_ways, queries=model_recipe.train_queries,
+                                         augment=model_recipe.augment)
         validate = _validator(suite, model_recipe.protocol, pools["val"],
                               model_recipe.config.validation_episodes, args.device)
         start = time.perf_counter()

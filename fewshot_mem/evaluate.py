@@ -156,6 +156,9 @@ def evaluate_on_suite(learner: Learner, suite: "Suite", pools: dict[str, "ClassP
     its weights; most learners do nothing), then scored on the first ``episodes`` (default: all)
     frozen test episodes of each table.
     """
+    unanswered = [protocol for protocol in suite.protocols if protocol not in learner.protocols]
+    if unanswered:
+        raise learner.unsupported(unanswered[0])
     learner.to(device)
     batches = calibration_batches(suite, pools["train"], device)
     if batches:
