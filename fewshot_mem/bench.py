@@ -11,6 +11,8 @@ episodes, print the tables people cite, and write the results JSON and plot.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 import time
 from dataclasses import asdict
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 
 from . import distributed
-from .budgets import recipe
+from .budgets import parse_overrides, recipe, with_overrides
 from .citation import cite, models_in_results
 from .data.episodes import ClassPool
 from .device import resolve_device
@@ -30,7 +32,8 @@ from .models.learner import Learner
 from .models.registry import BUILTIN_MODELS, available_models, create, resolve
 from .reference import Reference, board_entries, default_board_root, evaluate_reference, expected_seconds, references
 from .report import budget_text, duration, hardware_text, plot_instance_accuracy, render
-from .results import build_result, episodic_key, learning_curve, result_path, run_label, write_result
+from .results import (CUSTOM_BUDGET, build_result, episodic_key, learning_curve, result_path, run_label,
+                      write_result)
 from .suites import SUITES, Suite, get_suite, load_pools
 from .train import BUDGETS, fit, is_complete, load_checkpoint
 
@@ -51,9 +54,28 @@ def _validator(suite: Suite, protocol: str, val_pool: ClassPool, episodes: int, 
         episodic_key(suite.ways, suite.shots[0])].mean
 
 
+def model_recipe_of(model: str, suite: Suite, args: argparse.Namespace):
+    """The recipe at ``args.budget``, with the ``--set`` overrides."""
+    return with_overrides(model, recipe(model, suite, args.budget), args.overrides)
+
+
+def budget_label(args: argparse.Namespace) -> str:
+    """The budget a result records: the one asked for, or "custom" when --set changed its recipe."""
+    return CUSTOM_BUDGET if args.overrides else args.budget
+
+
+def training_label(args: argparse.Namespace) -> str:
+    """A training run's folder and results label: "quick-seed0"; with --set, "custom-<digest>-seed0",
+    so that two custom recipes never share a run."""
+    if not args.overrides:
+        return run_label(args.budget, args.seed)
+    digest = hashlib.sha256(json.dumps([args.budget, args.overrides], sort_keys=True).encode()).hexdigest()[:8]
+    return run_label(f"{CUSTOM_BUDGET}-{digest}", args.seed)
+
+
 def run_model(model: str, suite: Suite, pools: dict[str, ClassPool], fingerprint: str, args) -> dict:
-    model_recipe = recipe(model, suite, args.budget)
-    run_dir = Path(args.out) / suite.id / model.replace(":", "_") / run_label(args.budget, args.seed)
+    model_recipe = model_recipe_of(model, suite, args)
+    run_dir = Path(args.out) / suite.id / model.replace(":", "_") / training_label(args)
     torch.manual_seed(args.seed)
     learner: Learner = create(model, suite.task(), **model_recipe.hyperparameters)
     train_seconds, summary = 0.0, None
@@ -85,7 +107,7 @@ def run_model(model: str, suite: Suite, pools: dict[str, ClassPool], fingerprint
     return build_result(
         suite_id=suite.id, fingerprint=fingerprint, model=model, model_class=available_models().get(model, model),
         hyperparameters=model_recipe.hyperparameters, training=model_recipe.config,
-        training_protocol=model_recipe.protocol, budget=args.budget, seed=args.seed,
+        training_protocol=model_recipe.protocol, budget=budget_label(args), seed=args.seed, overrides=args.overrides,
         trained_steps=previous.get("step"), best_step=best.get("step"),
         train_seconds=previous.get("train_seconds", train_seconds if summary else None), eval_seconds=eval_seconds,
         device=args.device, checkpoint=str(run_dir / "best.pt"), tables=tables,
@@ -145,6 +167,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--leaderboard", type=Path, default=None,
                         help="the board whose reference weights the default run evaluates "
                              "(default: the repository's leaderboard/)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="change a training setting of the budget's recipe (repeatable): learning_rate=3e-4, "
+                             "steps=500, batch_size=32, train_queries=5, or a model hyper-parameter such as "
+                             "hidden_size=128; recorded in the results as overrides, with budget 'custom'")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", default=None, help="default: $FEWSHOT_MEM_DATA or data/")
     parser.add_argument("--out", default="runs", help="checkpoints and results go here")
@@ -176,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             print_citation(args)
             return 0
         suite = get_suite(args.suite)
+        args.overrides = parse_overrides(args.overrides)
         models = model_names(args.models or ",".join(DEFAULT_MODELS))
         for model in models:
             resolve(model)  # fail on a bad name before any work
@@ -193,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                 differing += [] if equal else [plan[model].name]
                 label = "reference"
             else:
-                result, label = run_model(model, suite, pools, fingerprint, args), run_label(args.budget, args.seed)
+                result, label = run_model(model, suite, pools, fingerprint, args), training_label(args)
             if distributed.is_main():  # every rank holds the same result: one writes it
                 path = write_result(result, result_path(args.out, suite.id, model, label))
                 print(f"[{model}] results: {path}" + (_reference_verdict(plan[model], equal) if plan[model] else ""))
@@ -214,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
 def plan_run(suite: Suite, models: list[str], args: argparse.Namespace) -> dict[str, Reference | None]:
     """Which models are evaluated from reference weights and which are trained (at ``args.budget``,
     set here), printed with the run's expected duration as the run's first lines."""
-    reference_mode = args.budget is None and not (args.train or args.eval_only)
+    reference_mode = args.budget is None and not (args.train or args.eval_only or args.overrides)
     args.budget = args.budget or "quick"
     args.leaderboard = args.leaderboard or default_board_root()
     if reference_mode and args.test_episodes is not None:
@@ -232,7 +259,8 @@ def plan_run(suite: Suite, models: list[str], args: argparse.Namespace) -> dict[
                                     f"{hardware_text(reference.result['hardware'])})" if reference else
                                     ("no reference weights on this board: " if reference_mode else "") +
                                     f"trains at the {args.budget} budget "
-                                    f"({budget_text(_planned(recipe(model, suite, args.budget)))})"))
+                                    f"({budget_text(_planned(model_recipe_of(model, suite, args)))})"
+                                    + (f" with --set {args.overrides}" if args.overrides else "")))
     return plan
 
 
@@ -251,7 +279,7 @@ def report(results: list[dict], suite: Suite, fingerprint: str, args: argparse.N
     print()
     print(render(results))
     plot = plot_instance_accuracy(results, Path(args.out) / suite.id / f"instance-accuracy-"
-                                                                      f"{label or run_label(args.budget, args.seed)}.png")
+                                                                      f"{label or training_label(args)}.png")
     print(f"\nsuite {suite.id}, fingerprint {fingerprint}")
     if plot:
         print(f"plot: {plot}")

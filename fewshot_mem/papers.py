@@ -12,6 +12,7 @@ hardware, and the command that produced it.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,9 +99,13 @@ def trained_episodes(result: dict) -> int:
 
 
 def command(result: dict) -> str:
+    """The bench command that reproduces a result (a custom recipe: its budget and --set changes)."""
     seed = f" --seed {result['seed']}" if result["seed"] else ""
+    overrides = result.get("overrides") or {}
+    budget = result["training"]["budget"] if overrides else result["budget"]
+    changes = "".join(f" --set {key}={json.dumps(value)}" for key, value in overrides.items())
     return (f"`python -m fewshot_mem.bench --suite {result['suite']} --models {result['model']} "
-            f"--budget {result['budget']}{seed}`")
+            f"--budget {budget}{changes}{seed}`")
 
 
 def _episodes_cell(result: dict) -> str:
