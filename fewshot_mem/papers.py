@@ -20,7 +20,7 @@ from pathlib import Path
 from .evaluate import INSTANCE_POSITIONS
 from .leaderboard import DEFAULT_ROOT, entry_files, read_json
 from .report import duration, hardware_text, markdown_table, ordinal, plot_learning_curves
-from .results import ONLINE_TABLE, episodic_key, format_estimate, instance_key
+from .results import ONLINE_TABLE, episodic_key, format_estimate, instance_key, trained_episodes
 from .suites import get_suite
 
 MODEL_LABELS = {"mann": "MANN (LRUA)", "ntm": "MANN (NTM addressing)", "dnc": "DNC", "lstm": "LSTM",
@@ -94,12 +94,10 @@ def _matching(entries: list[dict], row: PaperRow) -> list[dict]:
     return sorted(found, key=lambda e: trained_episodes(e["result"]))
 
 
-def trained_episodes(result: dict) -> int:
-    return (result.get("trained_steps") or 0) * result["training"]["batch_size"]
-
-
 def command(result: dict) -> str:
     """The bench command that reproduces a result (a custom recipe: its budget and --set changes)."""
+    if not result.get("training"):
+        return "trained outside the bench (fewshot_mem.evaluate)"
     seed = f" --seed {result['seed']}" if result["seed"] else ""
     overrides = result.get("overrides") or {}
     budget = result["training"]["budget"] if overrides else result["budget"]
@@ -109,6 +107,8 @@ def command(result: dict) -> str:
 
 
 def _episodes_cell(result: dict) -> str:
+    if not result.get("training"):
+        return "–"
     trained, planned = trained_episodes(result), result["training"]["episodes"]
     best = (result.get("best_step") or 0) * result["training"]["batch_size"]
     cell = f"{trained:,}" + (f" of {planned:,}" if trained < planned else "")

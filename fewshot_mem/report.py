@@ -80,7 +80,9 @@ def hardware_text(hardware: dict) -> str:
 def budget_text(result: dict) -> str:
     """A result's training budget in optimizer steps and episodes, and how much of it ran:
     "paper: 100,000 steps × 16 = 1,600,000 episodes" ("62,500 of 100,000 steps × 16 ..." when cut short)."""
-    training = result["training"]
+    training = result.get("training")
+    if not training:
+        return f"{result['budget']}: trained outside the bench"
     batch = training["batch_size"]
     planned = -(-training["episodes"] // batch)
     trained = result.get("trained_steps") or planned

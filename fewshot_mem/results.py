@@ -123,6 +123,13 @@ def build_result(*, suite_id: str, fingerprint: str, model: str, model_class: st
     return result
 
 
+def trained_episodes(result: dict) -> int:
+    """Training episodes a result's weights saw in the bench (0 for a model trained elsewhere:
+    ``fewshot_mem.evaluate`` records no training)."""
+    training = result.get("training")
+    return (result.get("trained_steps") or 0) * training["batch_size"] if training else 0
+
+
 def write_result(result: dict, path: str | Path) -> Path:
     """Writes a results record as JSON (atomically: a reader never sees half a file)."""
     path = Path(path)

@@ -199,3 +199,19 @@ def test_the_readme_example_trains_evaluates_saves_submits_and_verifies(omniglot
     entry = json.loads((tmp_path / "my-board" / "entries" / "omniglot-5way-1shot@2" / "my-embedding.json").read_text())
     assert entry["result"]["budget"] == "custom"
     assert entry["result"]["hyperparameters"]["network"] == "examples.use_from_python:Embedding"
+
+
+def test_a_result_trained_outside_the_bench_reads_wherever_results_are_read():
+    """fewshot_mem.evaluate records no training recipe; the board's readers (reference choice, the
+    papers' rows, the plan's budget text) must take such a result without a KeyError."""
+    from fewshot_mem.papers import _episodes_cell, command
+    from fewshot_mem.reference import Reference
+    from fewshot_mem.report import budget_text
+    from fewshot_mem.results import build_result
+
+    result = build_result(suite_id="omniglot-5way-1shot@2", fingerprint="0" * 64, model="protonet",
+                          model_class="fewshot_mem.models.protonet:ProtoNetLearner", hyperparameters={}, tables={},
+                          budget="custom", seed=0, device="cpu", eval_seconds=1.0)
+    assert Reference(Path("entry.json"), {"entry": "e", "result": result}).trained_episodes == 0
+    assert budget_text(result) == "custom: trained outside the bench"
+    assert "outside the bench" in command(result) and _episodes_cell(result) == "–"
