@@ -26,11 +26,10 @@ import time
 import numpy as np
 import torch
 
-from fewshot_mem.bench import CALIBRATION_EPISODES, DEFAULT_MODELS
+from fewshot_mem.bench import DEFAULT_MODELS
 from fewshot_mem.budgets import recipe
 from fewshot_mem.errors import FewshotMemError
-from fewshot_mem.evaluate import evaluate_episodic, evaluate_online
-from fewshot_mem.models.online import NoveltyScoring
+from fewshot_mem.evaluate import calibration_batches, evaluate_episodic, evaluate_online
 from fewshot_mem.models.registry import create
 from fewshot_mem.suites import get_suite, load_pools
 
@@ -88,12 +87,9 @@ def main() -> int:
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
         torch.manual_seed(0)
         learner = create(model, suite.task(), **recipe(model, suite, "quick").hyperparameters)
-        if isinstance(learner, NoveltyScoring) and "online" in suite.protocols:
-            start = time.perf_counter()
-            calibration = suite.online_sampler(pools["train"], seed=suite.validation_seed + 1)
-            learner.calibrate_novelty([calibration.batch(np.arange(CALIBRATION_EPISODES))])
-            print(f"[{model}] novelty calibration ({CALIBRATION_EPISODES} episodes): "
-                  f"{time.perf_counter() - start:.1f} s")
+        start = time.perf_counter()
+        learner.calibrate(calibration_batches(suite, pools["train"]))  # as evaluate_on_suite does
+        print(f"[{model}] calibration: {time.perf_counter() - start:.1f} s")
         for table, sampler in samplers.items():
             watched = WatchedSampler(sampler, episodes)
             evaluate = evaluate_online if table == "online" else evaluate_episodic

@@ -11,9 +11,8 @@ episodes, print the tables people cite, and write the results JSON and plot.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import subprocess
+import hashlib
+import json
 import sys
 import time
 from dataclasses import asdict
@@ -22,101 +21,61 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, distributed
-from .budgets import recipe
+from . import distributed
+from .budgets import parse_overrides, recipe, with_overrides
 from .citation import cite, models_in_results
 from .data.episodes import ClassPool
 from .device import resolve_device
 from .errors import FewshotMemError
-from .evaluate import evaluate_episodic, evaluate_online
+from .evaluate import evaluate_episodic, evaluate_on_suite, evaluate_online  # evaluate_on_suite: re-exported
 from .models.learner import Learner
-from .models.online import NoveltyScoring
 from .models.registry import BUILTIN_MODELS, available_models, create, resolve
 from .reference import Reference, board_entries, default_board_root, evaluate_reference, expected_seconds, references
-from .report import budget_text, duration, hardware_text, plot_instance_accuracy, render, write_json
+from .report import budget_text, duration, hardware_text, plot_instance_accuracy, render
+from .results import (CUSTOM_BUDGET, build_result, episodic_key, learning_curve, result_path, run_label,
+                      write_result)
 from .suites import SUITES, Suite, get_suite, load_pools
-from .train import BUDGETS, fit, is_complete, load_checkpoint, read_metrics
+from .train import BUDGETS, fit, is_complete, load_checkpoint
 
 DEFAULT_MODELS = ("mann", "ntm", "dnc", "lstm", "maml", "protonet")
-CALIBRATION_EPISODES = 64
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).resolve().parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def cpu_model() -> str:
-    """The CPU's model name as the kernel reports it ("AMD EPYC 7B13"), else the architecture."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def hardware(device: str) -> dict:
-    info = {"platform": platform.platform(), "processor": platform.machine(), "cpu_model": cpu_model(),
-            "cpu_count": os.cpu_count(), "cpu_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "device": device, "processes": distributed.world_size()}
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def _training_sampler(suite: Suite, model_recipe, train_pool: ClassPool, seed: int):
-    if model_recipe.protocol == "online":
-        return suite.online_sampler(train_pool, seed=suite.train_seed + seed, augment=model_recipe.augment)
-    return suite.episodic_sampler(train_pool, suite.shots[0], seed=suite.train_seed + seed,
-                                  ways=model_recipe.train_ways, queries=model_recipe.train_queries)
 
 
 def _validator(suite: Suite, protocol: str, val_pool: ClassPool, episodes: int, device: str):
     """Validation score on the val classes, in the training protocol: mean accuracy (online: over
     instance positions, logged one by one as well)."""
+    sampler = suite.validation_sampler(val_pool, protocol)
     if protocol == "online":
-        sampler = suite.online_sampler(val_pool, seed=suite.validation_seed)
-
         def validate_online(learner: Learner) -> dict[str, float]:
             estimates = evaluate_online(learner, sampler, episodes, device=device).estimates
             return {"score": float(np.mean([e.mean for e in estimates.values()])),
                     **{position: e.mean for position, e in estimates.items()}}
         return validate_online
-    sampler = suite.episodic_sampler(val_pool, suite.shots[0], seed=suite.validation_seed)
     return lambda learner: evaluate_episodic(learner, sampler, episodes, device=device).estimates[
-        f"{suite.ways}-way-{suite.shots[0]}-shot"].mean
+        episodic_key(suite.ways, suite.shots[0])].mean
 
 
-def evaluate_on_suite(learner: Learner, suite: Suite, pools: dict[str, ClassPool], episodes: int | None = None,
-                      device: str = "cpu", progress: bool = False) -> dict[str, dict]:
-    """Every table of ``suite`` for a trained learner, as the results JSON stores them.
+def model_recipe_of(model: str, suite: Suite, args: argparse.Namespace):
+    """The recipe at ``args.budget``, with the ``--set`` overrides."""
+    return with_overrides(model, recipe(model, suite, args.budget), args.overrides)
 
-    The one evaluation path of the bench and of ``leaderboard verify``, so a re-evaluated
-    checkpoint is scored exactly as it was when submitted: learners with a novelty score ν
-    are calibrated first (on training-class episodes, deterministically from the
-    checkpoint's weights), then scored on the first ``episodes`` (default: all) frozen test
-    episodes of each table.
-    """
-    learner.to(device)
-    if isinstance(learner, NoveltyScoring) and "online" in suite.protocols:
-        calibration = suite.online_sampler(pools["train"], seed=suite.validation_seed + 1)
-        learner.calibrate_novelty([calibration.batch(np.arange(CALIBRATION_EPISODES)).to(device)])
-    tables = {}
-    for table, sampler in suite.test_samplers(pools["test"]).items():
-        evaluate = evaluate_online if table == "online" else evaluate_episodic
-        tables[table] = evaluate(learner, sampler, episodes or suite.test_episodes, device=device,
-                                 progress=progress).to_json()
-    return tables
+
+def budget_label(args: argparse.Namespace) -> str:
+    """The budget a result records: the one asked for, or "custom" when --set changed its recipe."""
+    return CUSTOM_BUDGET if args.overrides else args.budget
+
+
+def training_label(args: argparse.Namespace) -> str:
+    """A training run's folder and results label: "quick-seed0"; with --set, "custom-<digest>-seed0",
+    so that two custom recipes never share a run."""
+    if not args.overrides:
+        return run_label(args.budget, args.seed)
+    digest = hashlib.sha256(json.dumps([args.budget, args.overrides], sort_keys=True).encode()).hexdigest()[:8]
+    return run_label(f"{CUSTOM_BUDGET}-{digest}", args.seed)
 
 
 def run_model(model: str, suite: Suite, pools: dict[str, ClassPool], fingerprint: str, args) -> dict:
-    model_recipe = recipe(model, suite, args.budget)
-    run_dir = Path(args.out) / suite.id / model.replace(":", "_") / f"{args.budget}-seed{args.seed}"
+    model_recipe = model_recipe_of(model, suite, args)
+    run_dir = Path(args.out) / suite.id / model.replace(":", "_") / training_label(args)
     torch.manual_seed(args.seed)
     learner: Learner = create(model, suite.task(), **model_recipe.hyperparameters)
     train_seconds, summary = 0.0, None
@@ -128,7 +87,9 @@ def run_model(model: str, suite: Suite, pools: dict[str, ClassPool], fingerprint
         if distributed.is_main():
             print(f"[{model}] reusing the finished run in {run_dir}")
     else:
-        sampler = _training_sampler(suite, model_recipe, pools["train"], args.seed)
+        sampler = suite.training_sampler(pools["train"], model_recipe.protocol, args.seed,
+                                         ways=model_recipe.train_ways, queries=model_recipe.train_queries,
+                                         augment=model_recipe.augment)
         validate = _validator(suite, model_recipe.protocol, pools["val"],
                               model_recipe.config.validation_episodes, args.device)
         start = time.perf_counter()
@@ -143,22 +104,14 @@ def run_model(model: str, suite: Suite, pools: dict[str, ClassPool], fingerprint
                                progress=not args.quiet)
     eval_seconds = time.perf_counter() - start
     previous = distributed.from_main(_load_if_present, run_dir / "last.pt")
-    return {
-        "format": "fewshot-mem-result/1", "fewshot_mem_version": __version__, "suite": suite.id,
-        "fingerprint": fingerprint, "model": model, "model_class": available_models().get(model, model),
-        "hyperparameters": model_recipe.hyperparameters, "training": asdict(model_recipe.config),
-        "training_protocol": model_recipe.protocol, "budget": args.budget, "seed": args.seed,
-        "training_steps": model_recipe.config.steps, "training_episodes": model_recipe.config.episodes,
-        "git_commit": git_commit(), "trained_steps": previous.get("step"), "best_step": best.get("step"),
-        "train_seconds": previous.get("train_seconds", train_seconds if summary else None),
-        "eval_seconds": eval_seconds, "hardware": hardware(args.device), "checkpoint": str(run_dir / "best.pt"),
-        "learning_curve": distributed.from_main(learning_curve, run_dir / "metrics.jsonl"), "tables": tables,
-    }
-
-
-def learning_curve(metrics: Path) -> list[dict]:
-    """The validation records of a run's log: score (and per-instance accuracy) against episodes."""
-    return [r for r in read_metrics(metrics) if "validation_score" in r]
+    return build_result(
+        suite_id=suite.id, fingerprint=fingerprint, model=model, model_class=available_models().get(model, model),
+        hyperparameters=model_recipe.hyperparameters, training=model_recipe.config,
+        training_protocol=model_recipe.protocol, budget=budget_label(args), seed=args.seed, overrides=args.overrides,
+        trained_steps=previous.get("step"), best_step=best.get("step"),
+        train_seconds=previous.get("train_seconds", train_seconds if summary else None), eval_seconds=eval_seconds,
+        device=args.device, checkpoint=str(run_dir / "best.pt"), tables=tables,
+        learning_curve=distributed.from_main(learning_curve, run_dir / "metrics.jsonl"))
 
 
 def _load_if_present(path: Path) -> dict:
@@ -214,6 +167,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--leaderboard", type=Path, default=None,
                         help="the board whose reference weights the default run evaluates "
                              "(default: the repository's leaderboard/)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="change a training setting of the budget's recipe (repeatable): learning_rate=3e-4, "
+                             "steps=500, batch_size=32, train_queries=5, or a model hyper-parameter such as "
+                             "hidden_size=128; recorded in the results as overrides, with budget 'custom'")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", default=None, help="default: $FEWSHOT_MEM_DATA or data/")
     parser.add_argument("--out", default="runs", help="checkpoints and results go here")
@@ -245,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             print_citation(args)
             return 0
         suite = get_suite(args.suite)
+        args.overrides = parse_overrides(args.overrides)
         models = model_names(args.models or ",".join(DEFAULT_MODELS))
         for model in models:
             resolve(model)  # fail on a bad name before any work
@@ -262,10 +220,9 @@ def main(argv: list[str] | None = None) -> int:
                 differing += [] if verification.ok else [plan[model].name]
                 label = "reference"
             else:
-                result, label = run_model(model, suite, pools, fingerprint, args), f"{args.budget}-seed{args.seed}"
+                result, label = run_model(model, suite, pools, fingerprint, args), training_label(args)
             if distributed.is_main():  # every rank holds the same result: one writes it
-                path = write_json(result, Path(args.out) / suite.id / "results" / f"{model.replace(':', '_')}"
-                                          f"-{label}.json")
+                path = write_result(result, result_path(args.out, suite.id, model, label))
                 print(f"[{model}] results: {path}" + (_reference_verdict(plan[model], verification) if plan[model] else ""))
             results.append(result)
         if distributed.is_main():
@@ -284,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
 def plan_run(suite: Suite, models: list[str], args: argparse.Namespace) -> dict[str, Reference | None]:
     """Which models are evaluated from reference weights and which are trained (at ``args.budget``,
     set here), printed with the run's expected duration as the run's first lines."""
-    reference_mode = args.budget is None and not (args.train or args.eval_only)
+    reference_mode = args.budget is None and not (args.train or args.eval_only or args.overrides)
     args.budget = args.budget or "quick"
     args.leaderboard = args.leaderboard or default_board_root()
     if reference_mode and args.test_episodes is not None:
@@ -302,7 +259,8 @@ def plan_run(suite: Suite, models: list[str], args: argparse.Namespace) -> dict[
                                     f"{hardware_text(reference.result['hardware'])})" if reference else
                                     ("no reference weights on this board: " if reference_mode else "") +
                                     f"trains at the {args.budget} budget "
-                                    f"({budget_text(_planned(recipe(model, suite, args.budget)))})"))
+                                    f"({budget_text(_planned(model_recipe_of(model, suite, args)))})"
+                                    + (f" with --set {args.overrides}" if args.overrides else "")))
     return plan
 
 
@@ -324,7 +282,7 @@ def report(results: list[dict], suite: Suite, fingerprint: str, args: argparse.N
     print()
     print(render(results))
     plot = plot_instance_accuracy(results, Path(args.out) / suite.id / f"instance-accuracy-"
-                                                                      f"{label or args.budget + '-seed' + str(args.seed)}.png")
+                                                                      f"{label or training_label(args)}.png")
     print(f"\nsuite {suite.id}, fingerprint {fingerprint}")
     if plot:
         print(f"plot: {plot}")

@@ -20,8 +20,11 @@ ways), the learner's hyper-parameters for the suite, and the TrainConfig.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import inspect
+import json
+from dataclasses import dataclass, field, fields, replace
 
+from .errors import FewshotMemError
 from .models.registry import BUILTIN_MODELS, resolve
 from .suites import Suite
 from .train import BUDGETS, TrainConfig
@@ -135,3 +138,48 @@ def _family_recipe(model: str, suite: Suite, budget: str) -> Recipe:
         return _protonet_recipe(suite, budget)
     assert model not in BUILTIN_MODELS, model
     return _plugin_recipe(model, budget)
+
+
+def parse_overrides(settings: list[str]) -> dict:
+    """``--set key=value`` pairs -> {key: value}; values read as JSON (3, 1e-4, true, null, "adam"),
+    else as strings."""
+    overrides = {}
+    for setting in settings:
+        key, equals, text = setting.partition("=")
+        if not equals or not key.strip():
+            raise FewshotMemError(f"--set {setting!r}: write key=value, e.g. --set learning_rate=3e-4")
+        try:
+            overrides[key.strip()] = json.loads(text)
+        except ValueError:
+            overrides[key.strip()] = text
+    return overrides
+
+
+def model_keywords(model: str) -> set[str]:
+    """The hyper-parameters a learner's constructor takes (its keyword arguments after the task)."""
+    parameters = inspect.signature(resolve(model).__init__).parameters
+    return {name for name, p in parameters.items() if name not in ("self", "task")
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def with_overrides(model: str, chosen: Recipe, overrides: dict) -> Recipe:
+    """``chosen`` (the recipe of ``model``) with training settings changed: TrainConfig fields
+    (``steps`` sets the episodes from the batch size), ``train_ways``, ``train_queries``, ``augment``,
+    or the model's hyper-parameters (its constructor's keywords). An unknown key changes nothing and
+    is an error that lists the known ones."""
+    if not overrides:
+        return chosen
+    config_keys = {f.name for f in fields(TrainConfig)} - {"budget"}
+    recipe_keys = {"train_ways", "train_queries", "augment"}
+    model_keys = model_keywords(model)
+    known = sorted(config_keys | recipe_keys | model_keys | {"steps"})
+    unknown = [key for key in overrides if key not in known]
+    if unknown:
+        raise FewshotMemError(f"--set {', '.join(unknown)}: not a training setting of this recipe; "
+                              f"known: {', '.join(known)}")
+    config = chosen.config.scaled(**{k: v for k, v in overrides.items() if k in config_keys})
+    if "steps" in overrides:
+        config = config.scaled(episodes=overrides["steps"] * config.batch_size)
+    return replace(chosen, config=config, **{k: v for k, v in overrides.items() if k in recipe_keys},
+                   hyperparameters={**chosen.hyperparameters,
+                                    **{k: v for k, v in overrides.items() if k in model_keys}})

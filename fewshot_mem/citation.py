@@ -9,12 +9,12 @@ attribute.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from . import __version__
 from .errors import FewshotMemError
 from .models.registry import resolve
+from .results import read_result, results_dir
 from .suites import Suite
 
 AUTHORS = "fewshot-mem developers"
@@ -158,9 +158,9 @@ def model_bibtex(model: str) -> list[str]:
 def models_in_results(out: str | Path, suite: Suite) -> list[str]:
     """The models that have results for ``suite`` under ``out`` (as the bench writes them)."""
     models: list[str] = []
-    for path in sorted((Path(out) / suite.id / "results").glob("*.json")):
+    for path in sorted(results_dir(out, suite.id).glob("*.json")):
         try:
-            model = json.loads(path.read_text()).get("model")
+            model = read_result(path).get("model")
         except (OSError, ValueError, AttributeError):
             continue  # not a results file: nothing to cite from it
         if isinstance(model, str) and model not in models:

@@ -31,3 +31,7 @@ class CheckpointError(RunFileError):
 
 class DirectoryInUseError(FewshotMemError):
     """Another process holds the lock on a directory (two trainings in one run directory)."""
+
+
+class UnsupportedProtocolError(FewshotMemError):
+    """A suite table that the model cannot answer (an adapter for one protocol on a suite with both)."""

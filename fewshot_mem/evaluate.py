@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -40,9 +40,15 @@ from tqdm.auto import tqdm
 from . import distributed
 from .data.episodes import EpisodeBatch, EpisodeSampler, LabelOffsetSampler, SequenceBatch, correct_predictions
 from .models.learner import Learner, batch_targets, predictions
+from .results import format_estimate
+
+if TYPE_CHECKING:
+    from .data.episodes import ClassPool
+    from .suites import Suite
 
 INSTANCE_POSITIONS = (1, 2, 3, 4, 5, 10)
 Z_95 = 1.96
+CALIBRATION_EPISODES = 64  # training-class online episodes a learner may calibrate on
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,7 @@ class Estimate:
         return cls(float(samples.mean()), float(Z_95 * spread / math.sqrt(len(samples))), len(samples))
 
     def __str__(self) -> str:
-        return f"{100 * self.mean:.1f} ± {100 * self.ci95:.1f}"
+        return format_estimate(self)
 
 
 @dataclass
@@ -127,3 +133,39 @@ def evaluate_episodic(learner: Learner, sampler: EpisodeSampler, episodes: int, 
                             episodes, batch_size, "episodic eval", progress)
     key = f"{sampler.ways}-way-{sampler.shots}-shot"
     return ProtocolResult("episodic", {key: Estimate.from_samples(accuracy)}, {key: accuracy.tolist()})
+
+
+def calibration_batches(suite: "Suite", train_pool: "ClassPool", device: str | torch.device = "cpu",
+                        episodes: int | None = None) -> list[SequenceBatch]:
+    """The labelled training-class online episodes handed to ``Learner.calibrate`` before a suite is
+    scored (none for a suite without the online protocol): fixed by the suite, so a re-evaluated
+    checkpoint is calibrated exactly as it was when it was first scored."""
+    if "online" not in suite.protocols:
+        return []
+    sampler = suite.online_sampler(train_pool, seed=suite.validation_seed + 1)
+    return [sampler.batch(np.arange(episodes or CALIBRATION_EPISODES)).to(device)]
+
+
+def evaluate_on_suite(learner: Learner, suite: "Suite", pools: dict[str, "ClassPool"], episodes: int | None = None,
+                      device: str = "cpu", progress: bool = False) -> dict[str, dict]:
+    """Every table of ``suite`` for a trained learner, as the results JSON stores them.
+
+    The one evaluation path of the bench, of ``leaderboard verify`` and of ``fewshot_mem.evaluate``,
+    so a re-evaluated checkpoint is scored exactly as it was when submitted: the learner is
+    calibrated first (``Learner.calibrate``, on training-class episodes, deterministically from
+    its weights; most learners do nothing), then scored on the first ``episodes`` (default: all)
+    frozen test episodes of each table.
+    """
+    unanswered = [protocol for protocol in suite.protocols if protocol not in learner.protocols]
+    if unanswered:
+        raise learner.unsupported(unanswered[0])
+    learner.to(device)
+    batches = calibration_batches(suite, pools["train"], device)
+    if batches:
+        learner.calibrate(batches)
+    tables = {}
+    for table, sampler in suite.test_samplers(pools["test"]).items():
+        evaluate = evaluate_online if table == "online" else evaluate_episodic
+        tables[table] = evaluate(learner, sampler, episodes or suite.test_episodes, device=device,
+                                 progress=progress).to_json()
+    return tables

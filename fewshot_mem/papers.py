@@ -12,14 +12,16 @@ hardware, and the command that produced it.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from .evaluate import INSTANCE_POSITIONS
 from .leaderboard import DEFAULT_ROOT, entry_files, read_json
-from .report import budget_text, duration, hardware_text, markdown_table, ordinal, plot_learning_curves
 from .paths import write_atomically
+from .report import budget_text, duration, hardware_text, markdown_table, ordinal, plot_learning_curves
+from .results import ONLINE_TABLE, episodic_key, format_estimate, instance_key, trained_episodes
 from .suites import get_suite
 
 MODEL_LABELS = {"mann": "MANN (LRUA)", "ntm": "MANN (NTM addressing)", "dnc": "DNC", "lstm": "LSTM",
@@ -84,8 +86,8 @@ def statistics(suite_id: str) -> list[tuple[str, str]]:
     """(table, estimate) of each column a suite's rows fill: instance positions, else N-way K-shot."""
     suite = get_suite(suite_id)
     if "online" in suite.protocols:
-        return [("online", f"instance_{p}") for p in INSTANCE_POSITIONS]
-    return [(f"{suite.ways}-way-{shots}-shot",) * 2 for shots in suite.shots]
+        return [(ONLINE_TABLE, instance_key(p)) for p in INSTANCE_POSITIONS]
+    return [(episodic_key(suite.ways, shots),) * 2 for shots in suite.shots]
 
 
 def load_entries(root: Path) -> list[dict]:
@@ -97,18 +99,23 @@ def _matching(entries: list[dict], row: PaperRow) -> list[dict]:
     return sorted(found, key=lambda e: trained_episodes(e["result"]))
 
 
-def trained_episodes(result: dict) -> int:
-    return (result.get("trained_steps") or 0) * result["training"]["batch_size"]
-
-
 def command(result: dict) -> str:
+    """The bench command that reproduces a result (a custom recipe: its budget and --set changes)."""
+    if not result.get("training"):
+        return "trained outside the bench (fewshot_mem.evaluate)"
     seed = f" --seed {result['seed']}" if result["seed"] else ""
+    overrides = result.get("overrides") or {}
+    budget = result["training"]["budget"] if overrides else result["budget"]
+    changes = "".join(f" --set {key}={json.dumps(value)}" for key, value in overrides.items())
     return (f"`python -m fewshot_mem.bench --suite {result['suite']} --models {result['model']} "
-            f"--budget {result['budget']}{seed}`")
+            f"--budget {budget}{changes}{seed}`")
 
 
 def _budget_cell(result: dict) -> str:
-    """"paper: 100,000 steps × 16 = 1,600,000 episodes (best at step 96,000)"."""
+    """"paper: 100,000 steps × 16 = 1,600,000 episodes (best at step 96,000)"; "–" for a model
+    trained outside the bench."""
+    if not result.get("training"):
+        return "–"
     best, trained = result.get("best_step") or 0, result.get("trained_steps") or 0
     return budget_text(result) + (f" (best at step {best:,})" if best and best != trained else "")
 
@@ -117,8 +124,7 @@ def _our_row(entry: dict, suite_id: str) -> list[str]:
     result = entry["result"]
     cells = []
     for table, estimate in statistics(suite_id):
-        found = result["tables"][table]["estimates"][estimate]
-        cells.append(f"{100 * found['mean']:.1f} ± {100 * found['ci95']:.1f}")
+        cells.append(format_estimate(result["tables"][table]["estimates"][estimate]))
     return cells + [_budget_cell(result), duration(result.get("train_seconds")), hardware_text(result["hardware"]),
                     command(result)]
 

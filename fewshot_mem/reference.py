@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .results import trained_episodes
 from .suites import Suite
 
 BOARD_ROOT = Path(__file__).resolve().parent.parent / "leaderboard"  # the repository's own board
@@ -35,7 +36,7 @@ class Reference:
 
     @property
     def trained_episodes(self) -> int:
-        return (self.result.get("trained_steps") or 0) * self.result["training"]["batch_size"]
+        return trained_episodes(self.result)
 
     def score(self) -> float:
         """The entry's headline figure: 2nd-instance accuracy online, else its first episodic table."""
@@ -77,7 +78,7 @@ def evaluate_reference(reference: Reference, root: Path, *, data_root=None, devi
     evaluation path, with verify's default tolerance): the entry's result with the re-measured
     tables, and the verification (``.ok``; ``.summary()`` says whether the per-episode values
     are bit-identical or how many differ)."""
-    from .leaderboard import verify  # the leaderboard evaluates through bench's evaluate_on_suite
+    from .leaderboard import verify  # the leaderboard evaluates through evaluate_on_suite
 
     started = time.perf_counter()
     verification = verify(reference.path, root, data_root=data_root, device=device, progress=progress)

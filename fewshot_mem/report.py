@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .evaluate import INSTANCE_POSITIONS
 from .paths import write_atomically
+from .results import ONLINE_TABLE, format_estimate, instance_key, instance_position
 
 ORDINALS = {1: "1st", 2: "2nd", 3: "3rd"}
 
@@ -15,25 +16,21 @@ def ordinal(n: int) -> str:
     return ORDINALS.get(n, f"{n}th")
 
 
-def _cell(estimate: dict | None) -> str:
-    return "–" if estimate is None else f"{100 * estimate['mean']:.1f} ± {100 * estimate['ci95']:.1f}"
-
-
 def online_rows(results: list[dict]) -> tuple[list[str], list[list[str]]]:
     header = ["model"] + [ordinal(p) for p in INSTANCE_POSITIONS]
     rows = []
     for result in results:
-        online = result["tables"].get("online")
+        online = result["tables"].get(ONLINE_TABLE)
         if online is None:
             continue
         estimates = online["estimates"]
-        rows.append([result["model"]] + [_cell(estimates.get(f"instance_{p}")) for p in INSTANCE_POSITIONS])
+        rows.append([result["model"]] + [format_estimate(estimates.get(instance_key(p))) for p in INSTANCE_POSITIONS])
     return header, rows
 
 
 def episodic_rows(results: list[dict]) -> tuple[list[str], list[list[str]]]:
-    tables = sorted({name for r in results for name in r["tables"] if name != "online"})
-    rows = [[r["model"]] + [_cell(r["tables"][t]["estimates"][t]) if t in r["tables"] else "–" for t in tables]
+    tables = sorted({name for r in results for name in r["tables"] if name != ONLINE_TABLE})
+    rows = [[r["model"]] + [format_estimate(r["tables"][t]["estimates"][t]) if t in r["tables"] else "–" for t in tables]
             for r in results if any(t in r["tables"] for t in tables)]
     return ["model"] + tables, rows
 
@@ -83,7 +80,9 @@ def hardware_text(hardware: dict) -> str:
 def budget_text(result: dict) -> str:
     """A result's training budget in optimizer steps and episodes, and how much of it ran:
     "paper: 100,000 steps × 16 = 1,600,000 episodes" ("62,500 of 100,000 steps × 16 ..." when cut short)."""
-    training = result["training"]
+    training = result.get("training")
+    if not training:
+        return f"{result['budget']}: trained outside the bench"
     batch = training["batch_size"]
     planned = -(-training["episodes"] // batch)
     trained = result.get("trained_steps") or planned
@@ -141,11 +140,11 @@ def plot_instance_accuracy(results: list[dict], path: Path) -> Path | None:
 
     curves = []
     for result in results:
-        online = result["tables"].get("online")
+        online = result["tables"].get(ONLINE_TABLE)
         if online:
-            positions = sorted(int(k.split("_")[1]) for k in online["estimates"])
-            means = [online["estimates"][f"instance_{p}"]["mean"] * 100 for p in positions]
-            cis = [online["estimates"][f"instance_{p}"]["ci95"] * 100 for p in positions]
+            positions = sorted(instance_position(k) for k in online["estimates"])
+            means = [online["estimates"][instance_key(p)]["mean"] * 100 for p in positions]
+            cis = [online["estimates"][instance_key(p)]["ci95"] * 100 for p in positions]
             curves.append((result["model"], positions, means, cis))
     if not curves:
         return None

@@ -8,15 +8,18 @@ results with the same fingerprint were measured on the very same episodes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass
 
 from .data.episodes import ClassPool, EpisodeSampler, LabelOffsetSampler, fingerprint
 from .data.miniimagenet import load_miniimagenet
+from .data.stream import EpisodeStream
 from .data.omniglot import load_omniglot
 from .errors import DataNotFoundError, FewshotMemError
 from .models.learner import TaskSpec
+from .results import episodic_key
 
 
 class UnknownSuiteError(FewshotMemError):
@@ -63,6 +66,47 @@ class Suite:
                          queries: int | None = None) -> EpisodeSampler:
         return EpisodeSampler(pool, ways or self.ways, shots, self.queries if queries is None else queries, seed)
 
+    def training_sampler(self, train_pool: ClassPool, protocol: str, seed: int = 0, shots: int | None = None,
+                         ways: int | None = None, queries: int | None = None,
+                         augment: bool = False) -> LabelOffsetSampler | EpisodeSampler:
+        """Training episodes of ``protocol`` (seed ``train_seed + seed``), as the bench trains on them:
+        online sequences (``augment``: rotations and shifts), or N-way K-shot episodes (default: the
+        suite's N, its first K, its queries)."""
+        if protocol == "online":
+            return self.online_sampler(train_pool, seed=self.train_seed + seed, augment=augment)
+        return self.episodic_sampler(train_pool, shots or self.shots[0], seed=self.train_seed + seed, ways=ways,
+                                     queries=queries)
+
+    def validation_sampler(self, val_pool: ClassPool, protocol: str) -> LabelOffsetSampler | EpisodeSampler:
+        """The validation episodes of ``protocol`` (the bench's model selection), on the val classes."""
+        if protocol == "online":
+            return self.online_sampler(val_pool, seed=self.validation_seed)
+        return self.episodic_sampler(val_pool, self.shots[0], seed=self.validation_seed)
+
+    def train_episodes(self, batch_size: int, *, seed: int = 0, protocol: str = "episodic", shots: int | None = None,
+                       ways: int | None = None, queries: int | None = None, augment: bool = False,
+                       batches: int | None = None, data_root=None) -> EpisodeStream:
+        """Training batches for your own loop: an iterable and ``IterableDataset`` of ``SequenceBatch``
+        (online) or ``EpisodeBatch`` (episodic) of ``batch_size`` episodes each, endless unless
+        ``batches`` is given, the same with any number of DataLoader workers. Shapes and dtypes:
+        ``data.stream``. Loads the suite's data (``data_root``: default $FEWSHOT_MEM_DATA or data/)."""
+        sampler = self.training_sampler(cached_pools(self, data_root)["train"], self._protocol(protocol), seed,
+                                        shots, ways, queries, augment)
+        return EpisodeStream(sampler, batch_size, batches)
+
+    def validation_episodes(self, batch_size: int, batches: int, *, protocol: str = "episodic",
+                            data_root=None) -> EpisodeStream:
+        """The validation batches (val classes, fixed seed), as ``train_episodes`` gives training ones."""
+        return EpisodeStream(self.validation_sampler(cached_pools(self, data_root)["val"], self._protocol(protocol)),
+                             batch_size, batches)
+
+    def _protocol(self, protocol: str) -> str:
+        if protocol not in ("online", "episodic"):
+            raise FewshotMemError(f"protocol must be 'online' or 'episodic', not {protocol!r}")
+        if protocol == "episodic" and self.label_encoding != "one-hot":
+            raise FewshotMemError(f"{self.id} has string labels: its episodes come in the online protocol only")
+        return protocol
+
     def test_samplers(self, test_pool: ClassPool) -> dict[str, LabelOffsetSampler | EpisodeSampler]:
         """The frozen test episodes of every table: "online" and "<N>-way-<K>-shot"."""
         samplers: dict[str, LabelOffsetSampler | EpisodeSampler] = {}
@@ -70,7 +114,7 @@ class Suite:
             samplers["online"] = self.online_sampler(test_pool, self.test_seed)
         if "episodic" in self.protocols:
             for shots in self.shots:
-                samplers[f"{self.ways}-way-{shots}-shot"] = self.episodic_sampler(test_pool, shots, self.test_seed)
+                samplers[episodic_key(self.ways, shots)] = self.episodic_sampler(test_pool, shots, self.test_seed)
         return samplers
 
     def fingerprint(self, test_pool: ClassPool, episodes: int | None = None) -> str:
@@ -122,6 +166,12 @@ def get_suite(name: str) -> Suite:
     if suite is None or (version and version != str(suite.version)):
         raise UnknownSuiteError(f"unknown suite {name!r}; available: {', '.join(s.id for s in SUITES.values())}")
     return suite
+
+
+@functools.lru_cache(maxsize=2)
+def cached_pools(suite: Suite, data_root=None) -> dict[str, ClassPool]:
+    """``load_pools`` once per suite and data root (the episode streams of a training loop share them)."""
+    return load_pools(suite, data_root, progress=False)
 
 
 def load_pools(suite: Suite, data_root=None, progress: bool = True, download: bool = True) -> dict[str, ClassPool]:

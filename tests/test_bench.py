@@ -36,11 +36,31 @@ def test_smoke_run_trains_evaluates_reports_and_reuses(omniglot_root, tmp_path, 
     (["--suite", "omniglot-7way"], "available: omniglot-5way@1"),
     (["--models", "transformer"], "unknown model 'transformer'"),
     (["--suite", "miniimagenet-5way-1shot"], "mini"),
+    (["--models", "protonet", "--set", "learning_rat=0.1"], "learning_rat: not a training setting"),
+    (["--models", "protonet", "--set", "steps"], "write key=value"),
 ])
 def test_bad_input_exits_non_zero_with_a_message(argument, complaint, tmp_path, capsys, omniglot_root):
     assert main(argument + ["--out", str(tmp_path), "--data-root", str(omniglot_root), "--quiet"]) == 2
     assert complaint in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_set_overrides_the_recipe_and_records_a_custom_budget(omniglot_root, tmp_path, capsys):
+    """--set changes training settings and model hyper-parameters; the result says so (budget
+    "custom", the overrides), in a run folder of its own, and papers' command reproduces it."""
+    from fewshot_mem.papers import command
+
+    assert main(["--suite", "omniglot-5way-1shot", "--models", "protonet", "--budget", "smoke", "--set",
+                 "learning_rate=0.01", "--set", "steps=3", "--set", "hidden_size=8", "--data-root",
+                 str(omniglot_root), "--out", str(tmp_path), "--quiet", "--test-episodes", "5"]) == 0
+    (path,) = (tmp_path / "omniglot-5way-1shot@2" / "results").glob("*.json")
+    result = json.loads(path.read_text())
+    assert path.name.startswith("protonet-custom-") and path.name.endswith("-seed0.json")
+    assert result["budget"] == "custom" and result["overrides"] == {"learning_rate": 0.01, "steps": 3,
+                                                                    "hidden_size": 8}
+    assert result["training"]["learning_rate"] == 0.01 and result["trained_steps"] == 3
+    assert result["hyperparameters"]["hidden_size"] == 8 and result["training"]["budget"] == "smoke"
+    assert "--budget smoke --set learning_rate=0.01 --set steps=3 --set hidden_size=8" in command(result)
 
 
 def test_missing_data_says_how_to_get_it(tmp_path, capsys):

@@ -6,6 +6,7 @@ Copies are generated (tests/miniimagenet_fixtures.py): the real classes, a few i
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from functools import partial
@@ -450,7 +451,7 @@ def test_each_suite_runs_end_to_end_at_the_smoke_budget(suite, suite_root, fixtu
                                                          monkeypatch):
     # ProtoNet's novelty score is fitted on 64 online episodes (3,200 Conv-4 passes at 84x84, most
     # of a minute here); a few show that the path works.
-    monkeypatch.setattr(bench, "CALIBRATION_EPISODES", 4)
+    monkeypatch.setattr(importlib.import_module("fewshot_mem.evaluate"), "CALIBRATION_EPISODES", 4)
     out = tmp_path / "runs"
     assert bench.main(["--suite", suite, "--models", "protonet,mann", "--budget", "smoke", "--data-root",
                        str(suite_root), "--out", str(out), "--quiet", "--test-episodes", "4"]) == 0

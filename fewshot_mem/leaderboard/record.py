@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..bench import git_commit
+from ..results import git_commit
 from ..report import write_json
 from .schema import LeaderboardError
 from .validate import read_json, results_digest

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import FewshotMemError
+from ..results import RESULT_FORMAT  # noqa: F401  (the results record owns its format)
 
 ENTRY_FORMAT = "fewshot-mem-leaderboard-entry/1"
-RESULT_FORMAT = "fewshot-mem-result/1"
 DEFAULT_ROOT = Path("leaderboard")
 # Entry names become file names and command arguments: letters, digits, '.', '_' and '-' only,
 # starting with neither a dot nor a dash, so a name can neither climb out of its folder ('..',

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench import evaluate_on_suite
+from ..evaluate import evaluate_on_suite
 from ..suites import get_suite
 from .schema import CONSISTENCY_TOLERANCE, ENTRY_SCHEMA, InvalidEntryError, LeaderboardError, Number, schema_problems
 from .validate import entry_problems, own_checkpoint, read_json, read_weights_file, results_digest, suite_facts

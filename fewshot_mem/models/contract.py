@@ -112,12 +112,13 @@ def check_episodic_shapes(learner: Learner, pool: ClassPool) -> None:
 
 def check_episodes_are_independent(learner: Learner, pool: ClassPool) -> None:
     """An episode's scores do not depend on the other episodes in its batch."""
-    online = LabelOffsetSampler(pool, ways=learner.task.ways, instances_per_class=2,
-                                encoding=learner.task.label_encoding)
-    together = learner.online_logits(online.batch(range(3)).inputs())
-    alone = learner.online_logits(online.batch([1]).inputs())
-    assert torch.allclose(together[1:2], alone, atol=1e-8), "online episodes interact within a batch"
-    if learner.task.label_encoding == "one-hot":
+    if "online" in learner.protocols:
+        online = LabelOffsetSampler(pool, ways=learner.task.ways, instances_per_class=2,
+                                    encoding=learner.task.label_encoding)
+        together = learner.online_logits(online.batch(range(3)).inputs())
+        alone = learner.online_logits(online.batch([1]).inputs())
+        assert torch.allclose(together[1:2], alone, atol=1e-8), "online episodes interact within a batch"
+    if learner.task.label_encoding == "one-hot" and "episodic" in learner.protocols:
         episodic = EpisodeSampler(pool, ways=learner.task.ways, shots=1, queries=2)
         together = learner.episodic_logits(episodic.batch(range(3)).inputs())
         alone = learner.episodic_logits(episodic.batch([2]).inputs())
@@ -129,10 +130,11 @@ def check_state_dict_round_trip(name: str, task: TaskSpec, hyperparameters: dict
     torch.manual_seed(123)
     second = resolve(name)(task, **hyperparameters).double().eval()
     second.load_state_dict(first.state_dict())
-    batch = LabelOffsetSampler(pool, ways=task.ways, instances_per_class=2,
-                               encoding=task.label_encoding).batch(range(2)).inputs()
+    batch = (LabelOffsetSampler(pool, ways=task.ways, instances_per_class=2, encoding=task.label_encoding)
+             if "online" in first.protocols else EpisodeSampler(pool, ways=task.ways, shots=1, queries=2)
+             ).batch(range(2)).inputs()
     with torch.no_grad():
-        assert torch.allclose(first.online_logits(batch), second.online_logits(batch)), \
+        assert torch.allclose(first.logits(batch), second.logits(batch)), \
             "a learner is not determined by its state_dict"
 
 
@@ -147,10 +149,20 @@ CHECKS: tuple[Callable, ...] = (check_online_shapes_and_loss, check_online_is_ca
                                 check_episodic_shapes, check_episodic_ignores_answers,
                                 check_episodes_are_independent)
 EPISODIC_CHECKS = (check_episodic_shapes, check_episodic_ignores_answers)  # one-hot labels only
+ONLINE_CHECKS = (check_online_shapes_and_loss, check_online_is_causal)
+
+
+def _applies(check: Callable, learner_class: type[Learner], task: TaskSpec) -> bool:
+    """Whether ``check`` concerns what the learner answers: a protocol it supports (an adapter may
+    answer one), in a label encoding that protocol has (the episodic one: one-hot)."""
+    if check in EPISODIC_CHECKS:
+        return "episodic" in learner_class.protocols and task.label_encoding == "one-hot"
+    return check not in ONLINE_CHECKS or "online" in learner_class.protocols
 
 
 def check_learner(name: str, hyperparameters: dict | None = None) -> None:
-    """Runs every check on a registered learner (or ``package.module:Class``)."""
+    """Runs every check on a registered learner (or ``package.module:Class``), for the protocols
+    it answers (``Learner.protocols``)."""
     hyperparameters = hyperparameters or {}
     pool = synthetic_pool()
     tasks = [TaskSpec(ways=3, image_shape=SMALL_IMAGE)]
@@ -158,8 +170,7 @@ def check_learner(name: str, hyperparameters: dict | None = None) -> None:
         tasks.append(TaskSpec(ways=3, label_encoding="string", image_shape=SMALL_IMAGE))
     for task in tasks:
         for check in CHECKS:
-            if check in EPISODIC_CHECKS and task.label_encoding != "one-hot":
-                continue
-            check(_build(name, task, hyperparameters), pool)
+            if _applies(check, resolve(name), task):
+                check(_build(name, task, hyperparameters), pool)
         check_run_override(_build(name, task, hyperparameters), pool)
     check_state_dict_round_trip(name, TaskSpec(ways=3, image_shape=SMALL_IMAGE), hyperparameters, pool)

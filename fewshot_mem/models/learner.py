@@ -27,6 +27,7 @@ from torch import nn
 
 from ..data.episodes import (STRING_LENGTH, STRING_SYMBOLS, EpisodeBatch, EpisodicInputs, OnlineInputs,
                              SequenceBatch)
+from ..errors import UnsupportedProtocolError
 
 Protocol = Literal["online", "episodic"]
 State = tuple[torch.Tensor, ...]
@@ -86,13 +87,29 @@ class Learner(nn.Module):
     """
 
     native_protocol: ClassVar[Protocol] = "online"
+    protocols: ClassVar[tuple[Protocol, ...]] = ("online", "episodic")  # what it answers (adapters: fewer)
     supports_string_labels: ClassVar[bool] = True
 
-    def __init__(self, task: TaskSpec) -> None:
+    def __init__(self, task: TaskSpec | None) -> None:
         super().__init__()
+        self.task: TaskSpec | None = None  # None until bound: adapters learn their task from the suite
+        if task is not None:
+            self.bind(task)
+
+    def bind(self, task: TaskSpec) -> None:
+        """Sets the task the learner answers (once: a learner built for one task keeps it)."""
+        if self.task is not None and self.task != task:
+            raise ValueError(f"{type(self).__name__} was built for {self.task}, not {task}")
         if task.label_encoding == "string" and not self.supports_string_labels:
             raise ValueError(f"{type(self).__name__} does not support string labels")
         self.task = task
+
+    def unsupported(self, protocol: str) -> UnsupportedProtocolError:
+        """The error for a table of a protocol the learner does not answer."""
+        return UnsupportedProtocolError(
+            f"{type(self).__name__} answers the {' and '.join(self.protocols)} protocol only, not the {protocol} "
+            f"one: evaluate it on a suite without {protocol} tables, or use an adapter that answers both "
+            "(fewshot_mem.Prototypes, fewshot_mem.RecurrentStep)")
 
     @property
     def dtype(self) -> torch.dtype:
@@ -106,6 +123,11 @@ class Learner(nn.Module):
     def episodic_logits(self, inputs: EpisodicInputs) -> torch.Tensor:
         """(B, N·Q, N) scores for each query."""
         raise NotImplementedError
+
+    def calibrate(self, calibration_batches: list[SequenceBatch]) -> None:
+        """Fits whatever the learner fixes after training, on labelled training-class online
+        batches, before it is scored; by default nothing. Called by the evaluator on every
+        suite with an online table, deterministically, so a checkpoint scores the same each time."""
 
     def logits(self, inputs: Inputs) -> torch.Tensor:
         """The scores of whichever protocol the inputs belong to."""

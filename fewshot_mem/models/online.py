@@ -64,6 +64,10 @@ class NoveltyScoring(nn.Module):
         codes = inputs.previous_codes.to(self.dtype)
         return with_novelty(self.seen_scores(inputs), seen_counts(codes), self.novelty)
 
+    def calibrate(self, calibration_batches: list[SequenceBatch]) -> None:
+        """``Learner.calibrate``: the novelty score ν, fitted on the calibration batches."""
+        self.calibrate_novelty(calibration_batches)
+
     def calibrate_novelty(self, batches: list[SequenceBatch], iterations: int = 50) -> float:
         """Fits ν alone by maximum likelihood on labelled ``batches`` (training classes); returns it.
 

@@ -8,6 +8,7 @@ from typing import ClassVar
 from .l2l import learn2learn as l2l
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..data.episodes import EpisodicInputs, OnlineInputs
 from .encoders import embed_images
@@ -20,26 +21,17 @@ def squared_distances(queries: torch.Tensor, prototypes: torch.Tensor) -> torch.
     return (queries.unsqueeze(-2) - prototypes.unsqueeze(-3)).pow(2).sum(-1)
 
 
-class ProtoNetLearner(NoveltyScoring, Learner):
-    """Class prototypes are mean embeddings; scores are negative squared Euclidean distances.
+class PrototypeScoring(NoveltyScoring, Learner):
+    """Class prototypes are mean embeddings of ``self.embedding`` (a per-image network, images
+    (M, c, H, W) float in [0, 1] -> (M, D)); scores are negative squared Euclidean distances.
 
     Episodic: prototypes of the support set. Online: running prototypes of the
     labelled prefix (cumulative sums, so every step costs O(1) more), and the
     calibrated novelty score ν for labels not seen yet (see ``models.online``).
-
-    Args (defaults are the paper's):
-        task: ways, label encoding and image shape.
-        hidden_size: filters per conv block (64).
-        layers: conv blocks of 3×3 conv, batch norm, ReLU, 2×2 max-pool (4).
     """
 
     native_protocol: ClassVar[Protocol] = "episodic"
-
-    def __init__(self, task: TaskSpec, hidden_size: int = 64, layers: int = 4) -> None:
-        super().__init__(task)
-        self.embedding = l2l.vision.models.CNN4Backbone(hidden_size=hidden_size, layers=layers,
-                                                        channels=task.image_shape[0], max_pool=True)
-        self._init_novelty()
+    embedding: nn.Module
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """(B, M, c, H, W) uint8 -> (B, M, D)."""
@@ -59,3 +51,19 @@ class ProtoNetLearner(NoveltyScoring, Learner):
         sums = (codes.unsqueeze(-1) * shown.unsqueeze(-2)).cumsum(dim=1)  # (B, T, N, D)
         prototypes = sums / codes.cumsum(dim=1).clamp(min=1).unsqueeze(-1)  # running class means
         return -(embedded.unsqueeze(-2) - prototypes).pow(2).sum(-1)  # (B, T, N)
+
+
+class ProtoNetLearner(PrototypeScoring):
+    """Prototypical networks on learn2learn's Conv-4 backbone (``PrototypeScoring``).
+
+    Args (defaults are the paper's):
+        task: ways, label encoding and image shape.
+        hidden_size: filters per conv block (64).
+        layers: conv blocks of 3×3 conv, batch norm, ReLU, 2×2 max-pool (4).
+    """
+
+    def __init__(self, task: TaskSpec, hidden_size: int = 64, layers: int = 4) -> None:
+        super().__init__(task)
+        self.embedding = l2l.vision.models.CNN4Backbone(hidden_size=hidden_size, layers=layers,
+                                                        channels=task.image_shape[0], max_pool=True)
+        self._init_novelty()
