@@ -28,12 +28,13 @@ from .citation import cite, models_in_results
 from .data.episodes import ClassPool
 from .device import resolve_device
 from .errors import FewshotMemError
-from .evaluate import evaluate_episodic, evaluate_online
+from .evaluate import evaluate_episodic, evaluate_online, evaluate_online_tables
 from .models.learner import Learner
 from .models.online import NoveltyScoring
 from .models.registry import BUILTIN_MODELS, available_models, create, resolve
 from .reference import Reference, board_entries, default_board_root, evaluate_reference, expected_seconds, references
-from .report import budget_text, duration, hardware_text, plot_instance_accuracy, render, write_json
+from .report import (budget_text, duration, hardware_text, plot_instance_accuracy, plot_lag_accuracy, render,
+                     write_json)
 from .suites import SUITES, Suite, get_suite, load_pools
 from .train import BUDGETS, fit, is_complete, load_checkpoint, read_metrics
 
@@ -93,14 +94,15 @@ def _validator(suite: Suite, protocol: str, val_pool: ClassPool, episodes: int, 
 
 
 def evaluate_on_suite(learner: Learner, suite: Suite, pools: dict[str, ClassPool], episodes: int | None = None,
-                      device: str = "cpu", progress: bool = False) -> dict[str, dict]:
+                      device: str = "cpu", progress: bool = False, lag: bool = False) -> dict[str, dict]:
     """Every table of ``suite`` for a trained learner, as the results JSON stores them.
 
     The one evaluation path of the bench and of ``leaderboard verify``, so a re-evaluated
     checkpoint is scored exactly as it was when submitted: learners with a novelty score ν
     are calibrated first (on training-class episodes, deterministically from the
     checkpoint's weights), then scored on the first ``episodes`` (default: all) frozen test
-    episodes of each table.
+    episodes of each table. ``lag``: the online table's pass also gives accuracy by lag, returned
+    as "online-lag" (kept out of the suite's tables by the bench: see ``run_model``).
     """
     learner.to(device)
     if isinstance(learner, NoveltyScoring) and "online" in suite.protocols:
@@ -108,6 +110,10 @@ def evaluate_on_suite(learner: Learner, suite: Suite, pools: dict[str, ClassPool
         learner.calibrate_novelty([calibration.batch(np.arange(CALIBRATION_EPISODES)).to(device)])
     tables = {}
     for table, sampler in suite.test_samplers(pools["test"]).items():
+        if table == "online" and lag:
+            tables.update({name: found.to_json() for name, found in evaluate_online_tables(
+                learner, sampler, episodes or suite.test_episodes, device=device, progress=progress).items()})
+            continue
         evaluate = evaluate_online if table == "online" else evaluate_episodic
         tables[table] = evaluate(learner, sampler, episodes or suite.test_episodes, device=device,
                                  progress=progress).to_json()
@@ -140,7 +146,10 @@ def run_model(model: str, suite: Suite, pools: dict[str, ClassPool], fingerprint
     learner.load_state_dict(best["model"])
     start = time.perf_counter()
     tables = evaluate_on_suite(learner, suite, pools, args.test_episodes, device=args.device,
-                               progress=not args.quiet)
+                               progress=not args.quiet, lag=True)
+    # Forgetting lives beside the suite's tables, not among them: the leaderboard's entries hold
+    # exactly the suite's tables, and older entries have no lag to compare with.
+    forgetting = {"online-lag": tables.pop("online-lag")} if "online-lag" in tables else {}
     eval_seconds = time.perf_counter() - start
     previous = distributed.from_main(_load_if_present, run_dir / "last.pt")
     return {
@@ -153,6 +162,7 @@ def run_model(model: str, suite: Suite, pools: dict[str, ClassPool], fingerprint
         "train_seconds": previous.get("train_seconds", train_seconds if summary else None),
         "eval_seconds": eval_seconds, "hardware": hardware(args.device), "checkpoint": str(run_dir / "best.pt"),
         "learning_curve": distributed.from_main(learning_curve, run_dir / "metrics.jsonl"), "tables": tables,
+        "forgetting": forgetting,
     }
 
 
@@ -320,10 +330,11 @@ def report(results: list[dict], suite: Suite, fingerprint: str, args: argparse.N
     """Prints the tables and writes the plot."""
     print()
     print(render(results))
-    plot = plot_instance_accuracy(results, Path(args.out) / suite.id / f"instance-accuracy-"
-                                                                      f"{label or args.budget + '-seed' + str(args.seed)}.png")
+    name = label or f"{args.budget}-seed{args.seed}"
+    plots = [plot_instance_accuracy(results, Path(args.out) / suite.id / f"instance-accuracy-{name}.png"),
+             plot_lag_accuracy(results, Path(args.out) / suite.id / f"lag-accuracy-{name}.png")]
     print(f"\nsuite {suite.id}, fingerprint {fingerprint}")
-    if plot:
+    for plot in filter(None, plots):
         print(f"plot: {plot}")
     print(f"wall-clock: {time.perf_counter() - started:.0f} s")
 
