@@ -18,6 +18,8 @@ order scikit-learn's brute-force search returns them (deterministic for given da
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from sklearn.neighbors import KNeighborsClassifier
@@ -33,7 +35,9 @@ def neighbour_votes(examples: np.ndarray, labels: np.ndarray, queries: np.ndarra
     """Vote fractions of the ``neighbours`` nearest examples (Euclidean): (E, D) examples with (E,)
     or (E, P) integer labels in [0, symbols), (Q, D) queries -> (Q, P, symbols) (P = 1 for (E,))."""
     classifier = KNeighborsClassifier(n_neighbors=min(neighbours, len(examples)), algorithm="brute")
-    classifier.fit(examples, labels)
+    with warnings.catch_warnings():  # a short prefix has many labels per example: expected here, not a mistake
+        warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
+        classifier.fit(examples, labels)
     found = classifier.predict_proba(queries)
     per_output = found if isinstance(found, list) else [found]
     known = classifier.classes_ if isinstance(found, list) else [classifier.classes_]
