@@ -31,7 +31,7 @@ from .evaluate import evaluate_episodic, evaluate_on_suite, evaluate_online  # e
 from .models.learner import Learner
 from .models.registry import BUILTIN_MODELS, available_models, create, resolve
 from .reference import Reference, board_entries, default_board_root, evaluate_reference, expected_seconds, references
-from .report import budget_text, duration, hardware_text, plot_instance_accuracy, render
+from .report import budget_text, duration, hardware_text, plot_instance_accuracy, plot_lag_accuracy, render
 from .results import (CUSTOM_BUDGET, build_result, episodic_key, learning_curve, result_path, run_label,
                       write_result)
 from .suites import SUITES, Suite, get_suite, load_pools
@@ -101,7 +101,10 @@ def run_model(model: str, suite: Suite, pools: dict[str, ClassPool], fingerprint
     learner.load_state_dict(best["model"])
     start = time.perf_counter()
     tables = evaluate_on_suite(learner, suite, pools, args.test_episodes, device=args.device,
-                               progress=not args.quiet)
+                               progress=not args.quiet, lag=True)
+    # Forgetting lives beside the suite's tables, not among them: the leaderboard's entries hold
+    # exactly the suite's tables, and older entries have no lag to compare with.
+    forgetting = {"online-lag": tables.pop("online-lag")} if "online-lag" in tables else {}
     eval_seconds = time.perf_counter() - start
     previous = distributed.from_main(_load_if_present, run_dir / "last.pt")
     return build_result(
@@ -110,7 +113,7 @@ def run_model(model: str, suite: Suite, pools: dict[str, ClassPool], fingerprint
         training_protocol=model_recipe.protocol, budget=budget_label(args), seed=args.seed, overrides=args.overrides,
         trained_steps=previous.get("step"), best_step=best.get("step"),
         train_seconds=previous.get("train_seconds", train_seconds if summary else None), eval_seconds=eval_seconds,
-        device=args.device, checkpoint=str(run_dir / "best.pt"), tables=tables,
+        device=args.device, checkpoint=str(run_dir / "best.pt"), tables=tables, forgetting=forgetting,
         learning_curve=distributed.from_main(learning_curve, run_dir / "metrics.jsonl"))
 
 
@@ -281,10 +284,11 @@ def report(results: list[dict], suite: Suite, fingerprint: str, args: argparse.N
     """Prints the tables and writes the plot."""
     print()
     print(render(results))
-    plot = plot_instance_accuracy(results, Path(args.out) / suite.id / f"instance-accuracy-"
-                                                                      f"{label or training_label(args)}.png")
+    name = label or training_label(args)
+    plots = [plot_instance_accuracy(results, Path(args.out) / suite.id / f"instance-accuracy-{name}.png"),
+             plot_lag_accuracy(results, Path(args.out) / suite.id / f"lag-accuracy-{name}.png")]
     print(f"\nsuite {suite.id}, fingerprint {fingerprint}")
-    if plot:
+    for plot in filter(None, plots):
         print(f"plot: {plot}")
     print(f"wall-clock: {time.perf_counter() - started:.0f} s")
 

@@ -108,6 +108,14 @@ def _protonet_recipe(suite: Suite, budget: str) -> Recipe:
     return Recipe("episodic", configs[budget], train_ways=ways, train_queries=queries)
 
 
+def _untrained_recipe(suite: Suite, budget: str) -> Recipe:
+    """kNN on raw pixels learns nothing: zero training steps at every budget (``fit`` then
+    validates and saves the weights as built; the evaluator calibrates ν)."""
+    validation = {"smoke": 4, "quick": 100, "paper": 600}[budget]
+    return Recipe("online" if "online" in suite.protocols else "episodic",
+                  TrainConfig(budget, episodes=0, batch_size=1, validation_episodes=validation))
+
+
 def _plugin_recipe(model: str, budget: str) -> Recipe:
     protocol = resolve(model).native_protocol
     episodes = {"smoke": 8, "quick": 4000, "paper": 100_000}[budget]
@@ -134,8 +142,10 @@ def _family_recipe(model: str, suite: Suite, budget: str) -> Recipe:
         return _sequence_recipe(model, suite, budget)
     if model == "maml":
         return _maml_recipe(suite, budget)
-    if model == "protonet":
+    if model in ("protonet", "knn-features"):  # kNN on deep features: ProtoNet's embedding, trained as ProtoNet
         return _protonet_recipe(suite, budget)
+    if model == "knn-pixels":
+        return _untrained_recipe(suite, budget)
     assert model not in BUILTIN_MODELS, model
     return _plugin_recipe(model, budget)
 

@@ -3,6 +3,10 @@
 * Online protocol: accuracy at instance positions (1st, 2nd, 3rd, 4th, 5th and
   10th appearance of a class), each the mean over episodes of that episode's
   accuracy at the position, with a 95% confidence interval 1.96·std/√n.
+* Online protocol, forgetting: accuracy by *lag*, the steps since the current class was last
+  shown (1, 2-3, 4-7, ... : ``LAG_BUCKETS``; first appearances have no lag and are left out),
+  computed here from the labels, which the learner never sees. An episode without a step in a
+  bucket has no value there (None), and a bucket's estimate is over the episodes that have one.
 * Episodic protocol: query accuracy, mean ± 1.96·std/√n over episodes.
 
 Learners are handed inputs only (``batch.inputs()``: images and the previous
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
     from .suites import Suite
 
 INSTANCE_POSITIONS = (1, 2, 3, 4, 5, 10)
+LAG_BUCKETS = ((1, 1), (2, 3), (4, 7), (8, 15), (16, 31), (32, 63), (64, None))  # (first, last) lag; None: no end
 Z_95 = 1.96
 CALIBRATION_EPISODES = 64  # training-class online episodes a learner may calibrate on
 
@@ -108,22 +113,65 @@ def _per_episode(learner: Learner, score: Callable[[np.ndarray], torch.Tensor], 
     return np.stack(distributed.gather(rows))
 
 
+def lag_key(bucket: tuple[int, int | None]) -> str:
+    first, last = bucket
+    return f"lag_{first}" if first == last else f"lag_{first}+" if last is None else f"lag_{first}-{last}"
+
+
+LAG_KEYS = tuple(lag_key(b) for b in LAG_BUCKETS)
+
+
+def lags(labels: torch.Tensor) -> torch.Tensor:
+    """Steps since each step's class was last shown: (B, T) labels -> (B, T) int64, 0 where the class
+    appears for the first time (no lag)."""
+    steps = torch.arange(labels.shape[1], device=labels.device)
+    same = labels.unsqueeze(2) == labels.unsqueeze(1)  # (B, T, T): step t's class shown at step s
+    earlier = steps.unsqueeze(1) > steps.unsqueeze(0)  # (T, T): s < t
+    last = torch.where(same & earlier, steps, -1).amax(dim=2)  # (B, T): the last such s, −1 if none
+    return torch.where(last >= 0, steps - last, 0)
+
+
+def lag_masks(labels: torch.Tensor) -> torch.Tensor:
+    """(B, T) labels -> (B, buckets, T): which steps fall in each of ``LAG_BUCKETS``."""
+    lag = lags(labels).unsqueeze(1)  # (B, 1, T)
+    return torch.cat([(lag >= first) & (lag <= last) if last else lag >= first for first, last in LAG_BUCKETS],
+                     dim=1)
+
+
+def _estimates(per_episode: dict[str, np.ndarray]) -> dict[str, Estimate]:
+    """Each statistic's estimate over the episodes that have a value (not NaN) for it."""
+    return {key: Estimate.from_samples(values[np.isfinite(values)]) for key, values in per_episode.items()}
+
+
 def evaluate_online(learner: Learner, sampler: LabelOffsetSampler, episodes: int, batch_size: int = 100,
                     device: str | torch.device = "cpu", progress: bool = False,
                     positions: tuple[int, ...] = INSTANCE_POSITIONS) -> ProtocolResult:
     """Accuracy by instance position over episodes 0..episodes-1 of ``sampler``."""
+    return evaluate_online_tables(learner, sampler, episodes, batch_size, device, progress, positions)["online"]
+
+
+def evaluate_online_tables(learner: Learner, sampler: LabelOffsetSampler, episodes: int, batch_size: int = 100,
+                           device: str | torch.device = "cpu", progress: bool = False,
+                           positions: tuple[int, ...] = INSTANCE_POSITIONS) -> dict[str, ProtocolResult]:
+    """From one pass over episodes 0..episodes-1 of ``sampler``: accuracy by instance position
+    ("online") and by lag ("online-lag", the buckets some episode has a step in)."""
     positions = tuple(p for p in positions if p <= sampler.instances_per_class)
 
-    def score(ids: np.ndarray) -> torch.Tensor:  # (B, positions)
+    def score(ids: np.ndarray) -> torch.Tensor:  # (B, positions + lag buckets)
         batch: SequenceBatch = sampler.batch(ids)
         correct = _episode_accuracy(learner, batch, device)  # (B, T)
-        at = torch.stack([batch.instance_index == p for p in positions], dim=1).float()  # (B, P, T): N steps each
-        return (correct.unsqueeze(1) * at).sum(2) / at.sum(2)
+        at = torch.cat([torch.stack([batch.instance_index == p for p in positions], dim=1),  # (B, P, T): N steps each
+                        lag_masks(batch.labels)], dim=1).float()  # (B, P + L, T)
+        return (correct.unsqueeze(1) * at).sum(2) / at.sum(2)  # NaN: no step of the episode in a lag bucket
 
-    sums = _per_episode(learner, score, episodes, batch_size, "online eval", progress)
-    per_episode = {f"instance_{p}": sums[:, c].tolist() for c, p in enumerate(positions)}
-    estimates = {key: Estimate.from_samples(np.array(values)) for key, values in per_episode.items()}
-    return ProtocolResult("online", estimates, per_episode)
+    rows = _per_episode(learner, score, episodes, batch_size, "online eval", progress)
+    instances = {f"instance_{p}": rows[:, c] for c, p in enumerate(positions)}
+    by_lag = {key: rows[:, len(positions) + c] for c, key in enumerate(LAG_KEYS)
+              if np.isfinite(rows[:, len(positions) + c]).any()}
+    return {"online": ProtocolResult("online", _estimates(instances), {k: v.tolist() for k, v in instances.items()}),
+            "online-lag": ProtocolResult("online", _estimates(by_lag),
+                                         {k: [None if np.isnan(x) else x for x in v.tolist()]
+                                          for k, v in by_lag.items()})}
 
 
 def evaluate_episodic(learner: Learner, sampler: EpisodeSampler, episodes: int, batch_size: int = 50,
@@ -147,14 +195,15 @@ def calibration_batches(suite: "Suite", train_pool: "ClassPool", device: str | t
 
 
 def evaluate_on_suite(learner: Learner, suite: "Suite", pools: dict[str, "ClassPool"], episodes: int | None = None,
-                      device: str = "cpu", progress: bool = False) -> dict[str, dict]:
+                      device: str = "cpu", progress: bool = False, lag: bool = False) -> dict[str, dict]:
     """Every table of ``suite`` for a trained learner, as the results JSON stores them.
 
     The one evaluation path of the bench, of ``leaderboard verify`` and of ``fewshot_mem.evaluate``,
     so a re-evaluated checkpoint is scored exactly as it was when submitted: the learner is
     calibrated first (``Learner.calibrate``, on training-class episodes, deterministically from
     its weights; most learners do nothing), then scored on the first ``episodes`` (default: all)
-    frozen test episodes of each table.
+    frozen test episodes of each table. ``lag``: the online table's pass also gives accuracy by lag,
+    returned as "online-lag" (kept out of the suite's tables by the bench: see ``bench.run_model``).
     """
     unanswered = [protocol for protocol in suite.protocols if protocol not in learner.protocols]
     if unanswered:
@@ -165,6 +214,10 @@ def evaluate_on_suite(learner: Learner, suite: "Suite", pools: dict[str, "ClassP
         learner.calibrate(batches)
     tables = {}
     for table, sampler in suite.test_samplers(pools["test"]).items():
+        if table == "online" and lag:
+            tables.update({name: found.to_json() for name, found in evaluate_online_tables(
+                learner, sampler, episodes or suite.test_episodes, device=device, progress=progress).items()})
+            continue
         evaluate = evaluate_online if table == "online" else evaluate_episodic
         tables[table] = evaluate(learner, sampler, episodes or suite.test_episodes, device=device,
                                  progress=progress).to_json()

@@ -25,7 +25,8 @@ from .results import ONLINE_TABLE, episodic_key, format_estimate, instance_key, 
 from .suites import get_suite
 
 MODEL_LABELS = {"mann": "MANN (LRUA)", "ntm": "MANN (NTM addressing)", "dnc": "DNC", "lstm": "LSTM",
-                "maml": "MAML", "protonet": "ProtoNet"}
+                "maml": "MAML", "protonet": "ProtoNet", "knn-pixels": "kNN (raw pixels)",
+                "knn-features": "kNN (deep features)"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class PaperRow:
     model: str  # a registered model name
     suite: str  # suite id
     published: tuple[float, ...] | None  # the paper's figures (%), in column order; None: not in the paper
+    paper_budget: str | None = None  # the row's training budget where it is not the comparison's
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,14 @@ COMPARISONS = (
         "santoro-table2", "Santoro et al. (2016), Table 2: Omniglot, 15 classes, five-character string labels",
         "Santoro et al. (2016), Table 2, 15 classes, LSTM controllers", _SANTORO_COLUMNS,
         (PaperRow("mann", "omniglot-15way-strings@1", (0.1, 62.6, 79.3, 86.6, 88.7, 95.3)),
-         PaperRow("ntm", "omniglot-15way-strings@1", (0.0, 35.4, 61.2, 71.7, 77.7, 88.4))),
+         PaperRow("ntm", "omniglot-15way-strings@1", (0.0, 35.4, 61.2, 71.7, 77.7, 88.4)),
+         # Not verified against the paper: quoted from a secondary summary of Table 2.
+         PaperRow("knn-pixels", "omniglot-15way-strings@1", (0.5, 18.7, 23.3, 26.5, 29.1, 37.0), "–"),
+         PaperRow("knn-features", "omniglot-15way-strings@1", (0.4, 32.7, 41.2, 47.1, 50.6, 60.0), "–")),
         "A label is right when all five characters are. MANN (NTM addressing) is the `ntm` model at "
-        "Santoro's size (200 LSTM units, 128 x 40 memory, 4 heads).", SANTORO_BUDGET),
+        "Santoro's size (200 LSTM units, 128 x 40 memory, 4 heads). The kNN rows' figures are Table 2's as "
+        "quoted by a secondary summary, not verified against the paper; Santoro's deep features came from "
+        "an autoencoder, ours (`knn-features`) from a Conv-4 embedding trained as ProtoNet.", SANTORO_BUDGET),
     Comparison(
         "fewshot-omniglot", "Snell et al. (2017) and Finn et al. (2017): Omniglot N-way K-shot, 28 x 28",
         "ProtoNets: Snell et al. (2017), Table 1; MAML: Finn et al. (2017), Table 1", ("accuracy (%)",),
@@ -141,7 +148,7 @@ def comparison_rows(comparison: Comparison, entries: list[dict]) -> list[list[st
         setting = _settings(comparison, row)
         if row.published is not None:
             rows.append([label, *setting, "paper", *(f"{f:.1f}" for f in row.published),
-                         comparison.paper_budget, "–", "–", "–"])
+                         row.paper_budget or comparison.paper_budget, "–", "–", "–"])
         for entry in _matching(entries, row):
             rows.append([label, *setting, f"ours: `{entry['entry']}`", *_our_row(entry, row.suite)])
     return rows

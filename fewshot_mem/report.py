@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .evaluate import INSTANCE_POSITIONS
+from .evaluate import INSTANCE_POSITIONS, LAG_KEYS
 from .paths import write_atomically
 from .results import ONLINE_TABLE, format_estimate, instance_key, instance_position
 
@@ -26,6 +26,23 @@ def online_rows(results: list[dict]) -> tuple[list[str], list[list[str]]]:
         estimates = online["estimates"]
         rows.append([result["model"]] + [format_estimate(estimates.get(instance_key(p))) for p in INSTANCE_POSITIONS])
     return header, rows
+
+
+def lag_table(result: dict) -> dict | None:
+    """A result's accuracy by lag (``evaluate.evaluate_online_tables``), None where it has none."""
+    return result.get("forgetting", {}).get("online-lag")
+
+
+def lag_label(key: str) -> str:
+    return key.removeprefix("lag_")
+
+
+def lag_rows(results: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Online accuracy by lag, one row per model with a lag table; the buckets any of them has."""
+    tables = [(r["model"], lag_table(r)) for r in results if lag_table(r)]
+    keys = [k for k in LAG_KEYS if any(k in t["estimates"] for _, t in tables)]
+    rows = [[model] + [_cell(t["estimates"].get(k)) for k in keys] for model, t in tables]
+    return ["model"] + [lag_label(k) for k in keys], rows
 
 
 def episodic_rows(results: list[dict]) -> tuple[list[str], list[list[str]]]:
@@ -55,6 +72,10 @@ def render(results: list[dict], markdown: bool = False) -> str:
     header, rows = online_rows(results)
     if rows:
         parts.append(f"{suite}: online protocol, accuracy (%) by instance position, ± 95% CI\n\n" + table(header, rows))
+    header, rows = lag_rows(results)
+    if rows:
+        parts.append(f"{suite}: online protocol, accuracy (%) by lag (steps since the class was last shown; "
+                     "first appearances left out), ± 95% CI\n\n" + table(header, rows))
     header, rows = episodic_rows(results)
     if rows:
         parts.append(f"{suite}: episodic protocol, query accuracy (%), ± 95% CI\n\n" + table(header, rows))
@@ -136,26 +157,44 @@ def plot_learning_curves(curves: dict[str, list[tuple[int, float]]], ylabel: str
 
 def plot_instance_accuracy(results: list[dict], path: Path) -> Path | None:
     """Accuracy against instance position, one line per model, with 95% CI bands."""
-    plt = _pyplot()
-
     curves = []
     for result in results:
         online = result["tables"].get(ONLINE_TABLE)
         if online:
             positions = sorted(instance_position(k) for k in online["estimates"])
-            means = [online["estimates"][instance_key(p)]["mean"] * 100 for p in positions]
-            cis = [online["estimates"][instance_key(p)]["ci95"] * 100 for p in positions]
-            curves.append((result["model"], positions, means, cis))
+            curves.append((result["model"], positions, [online["estimates"][instance_key(p)] for p in positions]))
+    return _plot_accuracy(curves, "instance (n-th appearance of the class in the episode)",
+                          sorted({p for _, ps, _ in curves for p in ps}), results, path)
+
+
+def plot_lag_accuracy(results: list[dict], path: Path) -> Path | None:
+    """Accuracy against lag bucket (steps since the class was last shown), one line per model."""
+    keys = [k for k in LAG_KEYS if any(k in (lag_table(r) or {}).get("estimates", {}) for r in results)]
+    curves = []
+    for result in results:
+        table = lag_table(result)
+        if table:
+            shown = [i for i, k in enumerate(keys) if k in table["estimates"]]
+            curves.append((result["model"], shown, [table["estimates"][keys[i]] for i in shown]))
+    return _plot_accuracy(curves, "lag (steps since the class was last shown)", list(range(len(keys))), results,
+                          path, [lag_label(k) for k in keys])
+
+
+def _plot_accuracy(curves: list[tuple[str, list[int], list[dict]]], xlabel: str, ticks: list[int],
+                   results: list[dict], path: Path, tick_labels: list[str] | None = None) -> Path | None:
+    """(model, x positions, estimates) curves with 95% CI bands, as the online protocol's plots draw them."""
     if not curves:
         return None
+    plt = _pyplot()
     figure, axes = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for model, positions, means, cis in curves:
-        axes.plot(positions, means, marker="o", label=model)
-        axes.fill_between(positions, [m - c for m, c in zip(means, cis)], [m + c for m, c in zip(means, cis)],
-                          alpha=0.2)
-    axes.set_xlabel("instance (n-th appearance of the class in the episode)")
+    for model, xs, estimates in curves:
+        means = [e["mean"] * 100 for e in estimates]
+        cis = [e["ci95"] * 100 for e in estimates]
+        axes.plot(xs, means, marker="o", label=model)
+        axes.fill_between(xs, [m - c for m, c in zip(means, cis)], [m + c for m, c in zip(means, cis)], alpha=0.2)
+    axes.set_xlabel(xlabel)
     axes.set_ylabel("accuracy (%)")
-    axes.set_xticks(sorted({p for _, ps, _, _ in curves for p in ps}))
+    axes.set_xticks(ticks, tick_labels)
     axes.set_ylim(0, 100)
     axes.grid(alpha=0.3)
     axes.set_title(f"{results[0]['suite']}: online protocol")

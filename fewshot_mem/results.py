@@ -105,9 +105,11 @@ def build_result(*, suite_id: str, fingerprint: str, model: str, model_class: st
                  training: "TrainConfig | None" = None, training_protocol: str | None = None,
                  trained_steps: int | None = None, best_step: int | None = None,
                  train_seconds: float | None = None, checkpoint: str | None = None,
-                 learning_curve: list[dict] | None = None, overrides: dict | None = None) -> dict:
+                 learning_curve: list[dict] | None = None, overrides: dict | None = None,
+                 forgetting: dict | None = None) -> dict:
     """The results record of ``model`` on a suite. ``training`` is the bench's recipe
-    (None for a model trained elsewhere); ``overrides`` the ``--set`` changes to its recipe."""
+    (None for a model trained elsewhere); ``overrides`` the ``--set`` changes to its recipe;
+    ``forgetting`` the accuracy-by-lag table ("online-lag"), kept beside the suite's tables."""
     result = {
         "format": RESULT_FORMAT, "fewshot_mem_version": __version__, "suite": suite_id,
         "fingerprint": fingerprint, "model": model, "model_class": model_class,
@@ -118,6 +120,8 @@ def build_result(*, suite_id: str, fingerprint: str, model: str, model_class: st
         "train_seconds": train_seconds, "eval_seconds": eval_seconds, "hardware": hardware(device),
         "checkpoint": checkpoint, "learning_curve": learning_curve or [], "tables": tables,
     }
+    if forgetting is not None:
+        result["forgetting"] = forgetting
     if overrides:
         result["overrides"] = overrides
     return result

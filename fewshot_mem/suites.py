@@ -142,6 +142,13 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
               20, 5, references=("santoro2016",)),
     _omniglot("omniglot-15way-strings", "Santoro et al. (2016) Table 2: 15 classes, five-character string labels",
               20, 15, label_encoding="string", protocols=("online",), references=("santoro2016",)),
+    # Forgetting (issue 24): 25 classes x 10 instances = 250 presentations, against the 128 slots of
+    # Santoro's memory, so a memory model must overwrite what it stored; read with accuracy by lag.
+    # 25 one-hot classes rather than a 5-way episode with a smaller memory: the suite alone then
+    # fixes the episode, every family is run at its own size, and none gets a recipe of its own.
+    _omniglot("omniglot-25way-forgetting", "Forgetting: 25 classes x 10 instances (250 presentations, more "
+              "than MANN's 128 memory slots), one-hot labels", 20, 25, protocols=("online",),
+              references=("santoro2016",)),
     _omniglot("omniglot-5way-1shot", "MAML / ProtoNets: Omniglot 5-way 1-shot, 28x28", 28, 5, shots=(1,),
               **_EPISODIC_ONLY, references=("finn2017", "snell2017", "vinyals2016")),
     _omniglot("omniglot-5way-5shot", "MAML / ProtoNets: Omniglot 5-way 5-shot, 28x28", 28, 5, shots=(5,),

@@ -75,8 +75,8 @@ class TrainConfig:
 
     @property
     def steps(self) -> int:
-        """Optimizer steps; each trains on ``batch_size`` episodes."""
-        return max(1, math.ceil(self.episodes / self.batch_size))
+        """Optimizer steps; each trains on ``batch_size`` episodes (none for a budget of no episodes)."""
+        return 0 if self.episodes == 0 else max(1, math.ceil(self.episodes / self.batch_size))
 
     def scaled(self, **changes) -> "TrainConfig":
         return replace(self, **changes)
@@ -331,6 +331,22 @@ def _train(learner: Learner, sample: Callable[[np.ndarray], object],
     def elapsed() -> float:  # wall-clock training time over every session of the run so far
         return seconds_before + time.perf_counter() - started
 
+    def validate_and_keep_best(step: int) -> None:
+        nonlocal best_step, best_score
+        distributed.broadcast_buffers(learner)  # score the weights rank 0 would save
+        validation = validate(learner)
+        figures = validation if isinstance(validation, dict) else {"score": validation}
+        score = figures["score"]
+        log.write({"step": step, "episodes": step * config.batch_size, "seconds": round(elapsed(), 1),
+                   "validation_score": score,
+                   **{f"validation_{name}": value for name, value in figures.items() if name != "score"}})
+        if score > best_score:
+            best_step, best_score = step, score
+            _save_from_main({"model": learner.state_dict(), "step": step, "score": score}, best_path)
+
+    if config.steps == 0 and start_step == 0:  # nothing to train (kNN on raw pixels): the weights as built
+        validate_and_keep_best(0)
+        checkpoint(0)
     bar = tqdm(total=config.steps, initial=start_step, unit="step", desc="training", disable=not (progress and main))
     window_start, window_episodes = time.perf_counter(), 0
     try:
@@ -364,16 +380,7 @@ def _train(learner: Learner, sample: Callable[[np.ndarray], object],
                            "accuracy": accuracy, "episodes_per_second": rate})
                 bar.set_postfix(loss=f"{loss_value:.3f}", acc=f"{accuracy:.3f}", eps=f"{rate:.0f}/s")
             if step % config.validate_every == 0 or step == config.steps:
-                distributed.broadcast_buffers(learner)  # score the weights rank 0 would save
-                validation = validate(learner)
-                figures = validation if isinstance(validation, dict) else {"score": validation}
-                score = figures["score"]
-                log.write({"step": step, "episodes": step * config.batch_size, "seconds": round(elapsed(), 1),
-                           "validation_score": score,
-                           **{f"validation_{name}": value for name, value in figures.items() if name != "score"}})
-                if score > best_score:
-                    best_step, best_score = step, score
-                    _save_from_main({"model": learner.state_dict(), "step": step, "score": score}, best_path)
+                validate_and_keep_best(step)
             if step % config.checkpoint_every == 0 or step == config.steps:
                 checkpoint(step)
             bar.update(1)

@@ -19,11 +19,14 @@ def test_smoke_run_trains_evaluates_reports_and_reuses(omniglot_root, tmp_path, 
     assert main(args) == 0
     first = capsys.readouterr().out
     assert "online protocol" in first and "episodic protocol" in first and "5-way-1-shot" in first
+    assert "accuracy (%) by lag" in first and "lag-accuracy-smoke-seed0.png" in first
     results = sorted((tmp_path / "omniglot-5way@1" / "results").glob("*.json"))
     assert [p.name for p in results] == ["lstm-smoke-seed0.json", "protonet-smoke-seed0.json"]
     lstm = json.loads(results[0].read_text())
     assert lstm["suite"] == "omniglot-5way@1" and lstm["budget"] == "smoke"
     assert len(lstm["tables"]["online"]["per_episode"]["instance_2"]) == 20
+    assert set(lstm["tables"]) == {"online", "5-way-1-shot", "5-way-5-shot"}  # the lag sits beside them
+    assert len(lstm["forgetting"]["online-lag"]["per_episode"]["lag_1"]) == 20
     assert list((tmp_path / "omniglot-5way@1").glob("*.png"))
     assert main(args) == 0  # second run: checkpoints reused, identical numbers
     second = capsys.readouterr().out

@@ -23,7 +23,9 @@ TINY = {"mann": dict(controller_size=6, memory_slots=5, memory_width=3, read_hea
         "dnc": dict(controller_size=6, memory_slots=5, memory_width=3, read_heads=2),
         "lstm": dict(controller_size=6),
         "protonet": dict(hidden_size=8),
-        "maml": dict(hidden_size=8)}
+        "maml": dict(hidden_size=8),
+        "knn-pixels": {},
+        "knn-features": dict(hidden_size=8, neighbours=2)}
 
 
 @pytest.mark.parametrize("name", sorted(available_models()))

@@ -25,6 +25,8 @@ BUILTIN_MODELS: dict[str, str] = {
     "lstm": "fewshot_mem.models.lstm:LSTMLearner",
     "maml": "fewshot_mem.models.maml:MAMLLearner",
     "protonet": "fewshot_mem.models.protonet:ProtoNetLearner",
+    "knn-pixels": "fewshot_mem.models.knn:KNNPixelsLearner",
+    "knn-features": "fewshot_mem.models.knn:KNNFeaturesLearner",
 }
 
 
