@@ -41,7 +41,7 @@ def lag_rows(results: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Online accuracy by lag, one row per model with a lag table; the buckets any of them has."""
     tables = [(r["model"], lag_table(r)) for r in results if lag_table(r)]
     keys = [k for k in LAG_KEYS if any(k in t["estimates"] for _, t in tables)]
-    rows = [[model] + [_cell(t["estimates"].get(k)) for k in keys] for model, t in tables]
+    rows = [[model] + [format_estimate(t["estimates"].get(k)) for k in keys] for model, t in tables]
     return ["model"] + [lag_label(k) for k in keys], rows
 
 

@@ -204,7 +204,7 @@ def test_the_readme_example_trains_evaluates_saves_submits_and_verifies(omniglot
 def test_a_result_trained_outside_the_bench_reads_wherever_results_are_read():
     """fewshot_mem.evaluate records no training recipe; the board's readers (reference choice, the
     papers' rows, the plan's budget text) must take such a result without a KeyError."""
-    from fewshot_mem.papers import _episodes_cell, command
+    from fewshot_mem.papers import _budget_cell, command
     from fewshot_mem.reference import Reference
     from fewshot_mem.report import budget_text
     from fewshot_mem.results import build_result
@@ -214,4 +214,4 @@ def test_a_result_trained_outside_the_bench_reads_wherever_results_are_read():
                           budget="custom", seed=0, device="cpu", eval_seconds=1.0)
     assert Reference(Path("entry.json"), {"entry": "e", "result": result}).trained_episodes == 0
     assert budget_text(result) == "custom: trained outside the bench"
-    assert "outside the bench" in command(result) and _episodes_cell(result) == "–"
+    assert "outside the bench" in command(result) and _budget_cell(result) == "–"
