@@ -257,18 +257,23 @@ def plan_run(suite: Suite, models: list[str], args: argparse.Namespace) -> dict[
               f"{'unknown (no board entry tells)' if expected is None else 'about ' + duration(expected)}; "
               f"{sum(r is not None for r in plan.values())} of {len(plan)} models from reference weights")
         for model, reference in plan.items():
-            print(f"  {model}: " + (f"reference weights {reference.name} ({budget_text(reference.result)}, "
-                                    f"trained {duration(reference.result.get('train_seconds'))} on "
-                                    f"{hardware_text(reference.result['hardware'])})" if reference else
-                                    ("no reference weights on this board: " if reference_mode else "") +
-                                    f"trains at the {args.budget} budget "
-                                    f"({budget_text(_planned(model_recipe_of(model, suite, args)))})"
-                                    + (f" with --set {args.overrides}" if args.overrides else "")))
+            print(f"  {model}: {_plan_line(model, reference, suite, args, reference_mode)}")
     return plan
 
 
-def _planned(model_recipe) -> dict:
-    return {"budget": model_recipe.config.budget, "training": asdict(model_recipe.config)}
+def _plan_line(model: str, reference: Reference | None, suite: Suite, args: argparse.Namespace,
+               reference_mode: bool) -> str:
+    """What the run does with one model: the reference entry it evaluates (budget, training time,
+    hardware), or the budget it trains at."""
+    if reference is not None:
+        result = reference.result
+        return (f"reference weights {reference.name} ({budget_text(result)}, trained "
+                f"{duration(result.get('train_seconds'))} on {hardware_text(result['hardware'])})")
+    config = model_recipe_of(model, suite, args).config
+    planned = budget_text({"budget": config.budget, "training": asdict(config)})
+    return (("no reference weights on this board: " if reference_mode else "")
+            + f"trains at the {args.budget} budget ({planned})"
+            + (f" with --set {args.overrides}" if args.overrides else ""))
 
 
 def _reference_verdict(reference: Reference, verification) -> str:
