@@ -202,3 +202,16 @@ def test_without_a_browser_the_page_check_skips_but_fails_under_ci(monkeypatch):
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception):
         browser()
+
+
+def test_the_committed_board_validates_and_ships_every_entrys_weights(omniglot_root):
+    """validate passes on the committed leaderboard/ itself, and every entry's weights are in the
+    repository at its own location with the sha256 it claims (so a fresh clone can verify all)."""
+    from fewshot_mem.leaderboard import validate_board
+
+    problems = validate_board(COMMITTED, omniglot_root)
+    assert problems and not any(problems.values()), {str(p): found for p, found in problems.items() if found}
+    for path in (COMMITTED / "entries").glob("*/*.json"):
+        entry = json.loads(path.read_text())
+        assert entry["checkpoint"]["path"], f"{path.name} names no stored weights"
+        assert (COMMITTED / entry["checkpoint"]["path"]).is_file(), f"{path} ships no weights"
