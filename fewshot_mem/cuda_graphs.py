@@ -20,6 +20,8 @@ from typing import Any, Callable, Iterable
 
 import torch
 
+from .train import clip_gradients
+
 
 def _static_copy(batch: Any, device: torch.device) -> Any:
     """The batch (a dataclass of tensors) with every tensor cloned onto ``device``."""
@@ -45,8 +47,9 @@ class TrainingStep:
 
     def __init__(self, loss: Callable[[Any], torch.Tensor], parameters: Iterable[torch.nn.Parameter],
                  optimizer: torch.optim.Optimizer, clip: float | None = None, graph: bool = False,
-                 warmup: int = 3) -> None:
+                 warmup: int = 3, clip_mode: str = "norm") -> None:
         self.loss, self.parameters, self.optimizer, self.clip = loss, list(parameters), optimizer, clip
+        self.clip_mode = clip_mode
         self.graph, self.warmup = graph, warmup
         if graph:
             if not self.parameters[0].is_cuda:
@@ -62,8 +65,7 @@ class TrainingStep:
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.loss(batch)
         loss.backward()
-        if self.clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.parameters, self.clip)
+        clip_gradients(self.parameters, self.clip, self.clip_mode)
         self.optimizer.step()
         return loss.detach()
 

@@ -63,10 +63,20 @@ class TrainConfig:
     optimizer: str = "adam"  # "adam" or "rmsprop"
     halve_learning_rate_every: int | None = None  # in episodes
     gradient_clip: float | None = 10.0
+    gradient_clip_mode: str = "norm"  # "norm": the global norm; "value": each element to ±gradient_clip
+    loss_reduction: str = "mean"  # "mean" over every prediction; "sum" over an episode's, mean over episodes
     checkpoint_every: int = 50  # steps
     validate_every: int = 250  # steps
     validation_episodes: int = 200
     log_every: int = 10  # steps
+
+    CHOICES = {"optimizer": ("adam", "rmsprop"), "gradient_clip_mode": ("norm", "value"),
+               "loss_reduction": ("mean", "sum")}
+
+    def __post_init__(self) -> None:
+        for name, allowed in self.CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r}: use one of {', '.join(allowed)}")
 
     @classmethod
     def of_steps(cls, budget: str, steps: int, batch_size: int, **settings) -> "TrainConfig":
@@ -185,12 +195,38 @@ def _batch_accuracy(logits: torch.Tensor, batch) -> float:
     return hits / count
 
 
-def _optimizer(learner: Learner, config: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(learner: nn.Module, config: TrainConfig, capturable: bool = False) -> torch.optim.Optimizer:
+    """``config``'s optimizer over the learner's parameters (``capturable`` to step inside a CUDA graph)."""
     if config.optimizer == "adam":
-        return torch.optim.Adam(learner.parameters(), lr=config.learning_rate)
+        return torch.optim.Adam(learner.parameters(), lr=config.learning_rate, capturable=capturable)
     if config.optimizer == "rmsprop":  # Santoro et al. and Graves et al.
-        return torch.optim.RMSprop(learner.parameters(), lr=config.learning_rate, momentum=0.9, alpha=0.95)
+        return torch.optim.RMSprop(learner.parameters(), lr=config.learning_rate, momentum=0.9, alpha=0.95,
+                                   capturable=capturable)
     raise ValueError(f"unknown optimizer {config.optimizer!r}: use adam or rmsprop")
+
+
+def loss_scale(config: TrainConfig, batch) -> float:
+    """What the mean loss is multiplied by for ``config.loss_reduction``: 1, or the predictions
+    per episode (so "sum" sums over an episode's steps and characters, and averages over episodes)."""
+    if config.loss_reduction == "mean":
+        return 1.0
+    if config.loss_reduction == "sum":
+        targets = batch_targets(batch)
+        return targets[0].numel()
+    raise ValueError(f"unknown loss_reduction {config.loss_reduction!r}: use mean or sum")
+
+
+def clip_gradients(parameters: Iterable[nn.Parameter], clip: float | None, mode: str = "norm") -> None:
+    """Clips the gradients: not at all (``clip`` None or 0), their global norm to ``clip``
+    (``mode`` "norm"), or each element to ±``clip`` ("value")."""
+    if not clip:
+        return
+    if mode == "norm":
+        torch.nn.utils.clip_grad_norm_(parameters, clip)
+    elif mode == "value":
+        torch.nn.utils.clip_grad_value_(parameters, clip)
+    else:
+        raise ValueError(f"unknown gradient clip mode {mode!r}: use norm or value")
 
 
 def _learning_rate(config: TrainConfig, step: int) -> float:
@@ -302,7 +338,7 @@ def _train(learner: Learner, sample: Callable[[np.ndarray], object],
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
-    optimizer = _optimizer(learner, config)
+    optimizer = build_optimizer(learner, config)
     start_step, best_step, best_score, seconds_before = 0, 0, -math.inf, 0.0
     state = distributed.from_main(_resume_state, last_path) if resume else None  # rank 0 reads, all resume
     if state is not None:
@@ -367,9 +403,8 @@ def _train(learner: Learner, sample: Callable[[np.ndarray], object],
                 raise TrainingDiverged(f"the loss became {loss_value} at step {step}; "
                                        f"training stopped and {kept}.")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.gradient_clip:
-                torch.nn.utils.clip_grad_norm_(learner.parameters(), config.gradient_clip)
+            (loss * loss_scale(config, batch)).backward()
+            clip_gradients(learner.parameters(), config.gradient_clip, config.gradient_clip_mode)
             optimizer.step()
             window_episodes += len(ids)
             if step % config.log_every == 0 or step == config.steps:
@@ -401,4 +436,6 @@ def is_complete(run_dir: Path, config: TrainConfig) -> bool:
         state = load_checkpoint(last, keys=LAST_KEYS)
     except CheckpointError:  # a damaged last.pt is an unfinished run: a plain rerun trains it again
         return False
-    return state["step"] >= config.steps and state["config"] == asdict(config)
+    # A run saved before a setting existed ran with its default: fill it in before comparing.
+    saved = {**asdict(TrainConfig(config.budget, episodes=0)), **state["config"]}
+    return state["step"] >= config.steps and saved == asdict(config)

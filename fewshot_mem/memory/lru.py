@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["least_used_weights", "lru_write_weights", "update_usage", "zero_least_used"]
+__all__ = ["least_used_per_head", "least_used_weights", "lru_write_weights", "update_usage", "zero_least_used"]
 
 
 def update_usage(previous_usage: torch.Tensor, read_w: torch.Tensor, write_w: torch.Tensor,
@@ -46,19 +46,39 @@ def least_used_weights(usage: torch.Tensor, n: int) -> torch.Tensor:
     return torch.zeros_like(usage).scatter(-1, least, 1.0)
 
 
+def least_used_per_head(usage: torch.Tensor, n: int) -> torch.Tensor:
+    """w^lu_h(i) = 1 if slot i is the h-th least used, else 0: one distinct slot per head.
+
+    A reading some reimplementations take of Santoro et al.'s w^lu (an ablation variant here:
+    ``MANN(least_used="per-head")``): head h writes to the h-th smallest usage instead of all
+    heads sharing the n-hot ``least_used_weights``. Ties as there: a stable ascending sort.
+
+    Args:
+        usage: (B, N) w^u.
+        n: heads H, 1 ≤ H ≤ N.
+    Returns:
+        (B, H, N) one-hot rows; an indicator, so it carries no gradient.
+    """
+    least = torch.argsort(usage.detach(), dim=-1, stable=True)[..., :n]  # (B, H)
+    return torch.zeros(*least.shape, usage.shape[-1], dtype=usage.dtype, device=usage.device
+                       ).scatter(-1, least.unsqueeze(-1), 1.0)
+
+
 def lru_write_weights(previous_read_w: torch.Tensor, previous_least_used_w: torch.Tensor,
                       write_gate_logits: torch.Tensor) -> torch.Tensor:
     """w^w_t = σ(α) w^r_{t−1} + (1 − σ(α)) w^lu_{t−1}.
 
     Args:
         previous_read_w: (B, H, N) w^r_{t−1}.
-        previous_least_used_w: (B, N) w^lu_{t−1}, shared by the heads.
+        previous_least_used_w: (B, N) w^lu_{t−1}, shared by the heads, or (B, H, N), one per head.
         write_gate_logits: (B, H) each head's α (the sigmoid is applied here).
     Returns:
         (B, H, N) w^w_t.
     """
     gate = torch.sigmoid(write_gate_logits).unsqueeze(-1)  # (B, H, 1)
-    return gate * previous_read_w + (1 - gate) * previous_least_used_w.unsqueeze(1)
+    if previous_least_used_w.dim() == 2:
+        previous_least_used_w = previous_least_used_w.unsqueeze(1)  # (B, 1, N): the same for every head
+    return gate * previous_read_w + (1 - gate) * previous_least_used_w
 
 
 def zero_least_used(memory: torch.Tensor, previous_usage: torch.Tensor) -> torch.Tensor:

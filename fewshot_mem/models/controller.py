@@ -25,6 +25,13 @@ class Controller(nn.Module):
         self.kind, self.size = kind, size
         self.core = nn.LSTMCell(input_size, size) if kind == "lstm" else nn.Linear(input_size, size)
 
+    def add_forget_bias(self, forget_bias: float) -> None:
+        """Adds ``forget_bias`` to an LSTM's initial forget-gate bias (TensorFlow's LSTM cells add 1,
+        as a constant; here it shifts the learned bias's start, so the function at t = 0 is the same)."""
+        if forget_bias and self.kind == "lstm":
+            with torch.no_grad():
+                self.core.bias_ih[self.size : 2 * self.size] += forget_bias  # gates: input, forget, cell, output
+
     def forward(self, inputs: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.kind == "lstm":

@@ -32,16 +32,37 @@ class MANN(MemoryLearner):
         usage_decay: γ in w^u_t = γ w^u_{t-1} + w^r_t + w^w_t (0.95).
         controller: "lstm" or "feedforward".
         image_encoder: how images become features ("flatten": raw pixels; "conv4": Conv-4 features).
+
+    Readings of the paper that public reimplementations differ on (the defaults are the paper's
+    equations as written; ``benchmarks/mann_ablation.py`` measures each alternative):
+        forget_bias: added to the initial forget-gate bias of an LSTM controller (0; TensorFlow's
+            LSTM cell, used by the TensorFlow reimplementations, adds 1).
+        add_vector: "key" writes the key k_t (the paper's M_t = M_{t−1} + w^w_t k_t^T); "separate"
+            writes a tanh add vector a_t of its own, as the NTM and DNC do.
+        read_memory: "written" reads M_t, the memory just written (the paper's order); "previous"
+            reads M_{t−1}.
+        least_used: "shared": every head's w^lu is the n-hot mark of the R least-used slots (the
+            paper's w^lu with n = R); "per-head": head h's is the h-th least-used slot alone.
     """
+
+    VARIANTS = {"add_vector": ("key", "separate"), "read_memory": ("written", "previous"),
+                "least_used": ("shared", "per-head")}
 
     def __init__(self, task: TaskSpec, controller_size: int = 200, memory_slots: int = 128,
                  memory_width: int = 40, read_heads: int = 4, usage_decay: float = 0.95,
-                 controller: str = "lstm", image_encoder: str = "flatten") -> None:
+                 controller: str = "lstm", image_encoder: str = "flatten", forget_bias: float = 0.0,
+                 add_vector: str = "key", read_memory: str = "written", least_used: str = "shared") -> None:
         super().__init__(task, image_encoder, controller, controller_size, read_heads * memory_width)
+        for name, value in (("add_vector", add_vector), ("read_memory", read_memory), ("least_used", least_used)):
+            if value not in self.VARIANTS[name]:
+                raise ValueError(f"{name}={value!r}: use one of {', '.join(self.VARIANTS[name])}")
         self.memory_slots, self.memory_width = memory_slots, memory_width
         self.read_heads, self.usage_decay = read_heads, usage_decay
-        # All heads' keys and gates in one projection: (H·W keys, H gates).
-        self.interface = nn.Linear(controller_size, read_heads * (memory_width + 1))
+        self.add_vector, self.read_memory, self.least_used = add_vector, read_memory, least_used
+        self.controller.add_forget_bias(forget_bias)
+        # All heads' keys, [add vectors,] and gates in one projection: (H·W keys, [H·W adds,] H gates).
+        add_size = read_heads * memory_width if add_vector == "separate" else 0
+        self.interface = nn.Linear(controller_size, read_heads * (memory_width + 1) + add_size)
         self.readout = nn.Linear(controller_size + read_heads * memory_width, task.output_size)
 
     def initial_state(self, batch_size: int, reference: torch.Tensor) -> State:
@@ -49,12 +70,14 @@ class MANN(MemoryLearner):
         zeros = reference.new_zeros
         least_used = zeros(b, n)
         least_used[:, :h] = 1.0  # any n = R slots are equally unused at the start
+        if self.least_used == "per-head":
+            least_used = lru.least_used_per_head(zeros(b, n), h)  # (B, R, N): head h on slot h
         return (zeros(b, self.controller_size),  # controller hidden (B, C)
                 zeros(b, self.controller_size),  # controller cell (B, C)
                 reference.new_full((b, n, w), MEMORY_INIT),  # memory M (B, N, W)
                 zeros(b, h, n),  # read weights w^r (B, R, N)
                 zeros(b, n),  # usage w^u (B, N)
-                least_used,  # least-used weights w^lu (B, N)
+                least_used,  # least-used weights w^lu (B, N), or (B, R, N) per head
                 zeros(b, h * w))  # read vectors r (B, R·W)
 
     def access(self, interface: torch.Tensor, memory_state: State) -> tuple[State, torch.Tensor]:
@@ -63,15 +86,27 @@ class MANN(MemoryLearner):
         memory, read_w, usage, least_used = memory_state
         b, h, w = interface.shape[0], self.read_heads, self.memory_width
         keys = torch.tanh(interface[:, : h * w]).view(b, h, w)  # (B, R, W)
-        gates = interface[:, h * w :]  # (B, R) write-gate logits α
+        gates = interface[:, h * w : h * w + h]  # (B, R) write-gate logits α
+        added = torch.tanh(interface[:, h * w + h :]).view(b, h, w) if self.add_vector == "separate" else keys
         write_w = lru.lru_write_weights(read_w, least_used, gates)  # (B, R, N)
+        previous = memory
         memory = lru.zero_least_used(memory, usage)
-        memory = addressing.add_write(memory, write_w, keys)
-        read_w = addressing.content_weights(memory, keys, torch.ones_like(gates))  # Santoro: no key strength
-        reads = addressing.read(memory, read_w).flatten(1)  # (B, R·W)
+        memory = addressing.add_write(memory, write_w, added)
+        read_from = memory if self.read_memory == "written" else previous
+        read_w = addressing.content_weights(read_from, keys, torch.ones_like(gates))  # Santoro: no key strength
+        reads = addressing.read(read_from, read_w).flatten(1)  # (B, R·W)
         usage = lru.update_usage(usage, read_w, write_w, self.usage_decay)
-        return (memory, read_w, usage, lru.least_used_weights(usage, h)), reads
+        mark = lru.least_used_per_head if self.least_used == "per-head" else lru.least_used_weights
+        return (memory, read_w, usage, mark(usage, h)), reads
+
+    @property
+    def is_paper_access(self) -> bool:
+        """Whether access is the paper's as written (the variants default): ``fast_access``'s
+        hand-derived backward covers that case only; the others run ``access`` under autograd."""
+        return (self.add_vector, self.read_memory, self.least_used) == ("key", "written", "shared")
 
     def fast_access(self, interface: torch.Tensor, memory_state: State) -> tuple[State, torch.Tensor]:
+        if not self.is_paper_access:
+            return super().fast_access(interface, memory_state)
         *memory_state, reads = LRUAccessStep.apply(interface, *memory_state, self.usage_decay, self.compiled_steps)
         return tuple(memory_state), reads
