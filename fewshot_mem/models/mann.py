@@ -4,6 +4,8 @@ access (LRUA)."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -33,6 +35,11 @@ class MANN(MemoryLearner):
         controller: "lstm" or "feedforward".
         image_encoder: how images become features ("flatten": raw pixels; "conv4": Conv-4 features).
     """
+
+    label: ClassVar[str] = "MANN (LRUA)"
+    references: ClassVar[tuple[str, ...]] = ("santoro2016",)
+    test_hyperparameters: ClassVar[dict] = dict(controller_size=6, memory_slots=5, memory_width=3, read_heads=2)
+    in_default_bench: ClassVar[bool] = True
 
     def __init__(self, task: TaskSpec, controller_size: int = 200, memory_slots: int = 128,
                  memory_width: int = 40, read_heads: int = 4, usage_decay: float = 0.95,
