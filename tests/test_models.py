@@ -14,10 +14,13 @@ from torch.autograd import gradcheck
 from fewshot_mem import memory
 from fewshot_mem.models import dnc, lstm, mann, ntm
 from fewshot_mem.models.contract import SMALL_IMAGE, check_learner
-from fewshot_mem.budgets import model_keywords
+from fewshot_mem.budgets import model_keywords, recipe
+from fewshot_mem.citation import BIBTEX, cite
 from fewshot_mem.models.learner import SequenceLearner, TaskSpec
 from fewshot_mem.models.registry import (BUILTIN_MODELS, UnknownModelError, available_models, builtins_of, create,
-                                         resolve)
+                                         default_models, model_label, resolve)
+from fewshot_mem.recipes import Recipe, TrainConfig
+from fewshot_mem.suites import get_suite
 
 SEQUENCE_MODELS = builtins_of(SequenceLearner)
 
@@ -101,3 +104,43 @@ def test_string_encoding_gives_five_five_way_outputs():
     learner = create("mann", TaskSpec(ways=15, label_encoding="string", image_shape=SMALL_IMAGE), **tiny("mann"))
     assert learner.task.output_shape == (5, 5)
     assert learner.readout.out_features == 25
+
+
+# --- a model's facts, on its class ------------------------------------------------------------
+
+def test_the_default_bench_is_the_built_ins_marked_for_it_in_registry_order():
+    assert default_models() == ["mann", "ntm", "dnc", "lstm", "maml", "protonet"]
+
+
+def test_every_built_in_has_a_label_and_cites_papers_the_bibliography_holds():
+    for name in BUILTIN_MODELS:
+        learner = resolve(name)
+        assert learner.label and model_label(name) == learner.label, name
+        assert learner.references and set(learner.references) <= set(BIBTEX), name
+    assert model_label("not_installed.module:Learner") == "not_installed.module:Learner"
+
+
+class Echo(lstm.LSTMLearner):
+    """A "new built-in model": one class stating its facts (the registration is the test's)."""
+
+    label = "Echo net"
+    references = ("hochreiter1997",)
+    test_hyperparameters = dict(controller_size=3)
+    in_default_bench = True
+
+    @classmethod
+    def recipe(cls, suite, budget: str) -> Recipe:
+        return Recipe("online", TrainConfig.of_steps(budget, steps=3, batch_size=2))
+
+
+def test_a_new_built_in_is_one_class_and_one_registration_line(monkeypatch):
+    """What DEVELOPERS.md promises: with its line in BUILTIN_MODELS, a class's facts reach the
+    default bench, the recipes, the labels, the citations and the contract, and nothing else
+    needs editing."""
+    monkeypatch.setitem(BUILTIN_MODELS, "echo", f"{__name__}:Echo")
+    suite = get_suite("omniglot-5way")
+    assert default_models()[-1] == "echo" and "echo" in builtins_of(SequenceLearner)
+    assert recipe("echo", suite, "quick").config.steps == 3
+    assert model_label("echo") == "Echo net"
+    assert BIBTEX["hochreiter1997"] in cite(suite, ["echo"])
+    check_learner("echo")  # at its test_hyperparameters
