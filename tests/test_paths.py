@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fewshot_mem.errors import DirectoryInUseError, FewshotMemError
-from fewshot_mem.paths import LOCK_NAME, locked, write_atomically
+from fewshot_mem.paths import LOCK_NAME, locked, make_directories, remove_empty_directories, write_atomically
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -101,3 +101,16 @@ def test_a_locked_directory_is_refused_to_another_process_until_released(tmp_pat
         holder.communicate("release\n", timeout=60)
     with locked(run_dir, "training"):  # released when its holder let go
         assert (run_dir / LOCK_NAME).read_text() == f"pid {os.getpid()}, training\n"
+
+
+def test_the_folders_made_for_a_write_are_listed_and_taken_back_while_empty(tmp_path):
+    made = make_directories(tmp_path / "a" / "b" / "c")
+    assert made == [tmp_path / "a" / "b" / "c", tmp_path / "a" / "b", tmp_path / "a"]  # deepest first
+    assert make_directories(tmp_path / "a" / "b") == []  # nothing new
+    (tmp_path / "a" / "b" / "kept").write_text("someone else's")
+    remove_empty_directories(made)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b", "kept"]  # c went; b is not empty
+    with pytest.raises(OSError):
+        make_directories(tmp_path / "new" / ("x" * 300))  # "new" is made, then the long name fails
+    assert not (tmp_path / "new").exists()
+
