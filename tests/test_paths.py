@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -114,3 +115,46 @@ def test_the_folders_made_for_a_write_are_listed_and_taken_back_while_empty(tmp_
         make_directories(tmp_path / "new" / ("x" * 300))  # "new" is made, then the long name fails
     assert not (tmp_path / "new").exists()
 
+
+
+# Where the package writes a file other than through write_atomically, and why that is safe.
+IN_PLACE_ON_PURPOSE = {
+    ("paths.py", "write_atomically"): "the writer itself: a private temporary file, renamed over the target",
+    ("paths.py", "locked"): "the lock file: its content only names the holder",
+    ("train.py", "write"): "metrics.jsonl is appended to; read_metrics drops a torn last line",
+    ("data/cache.py", "staged"): "into a private staging folder, renamed into place whole",
+    ("leaderboard/submit.py", "write_entry"): "a private file, hard-linked into place (create-exclusive)",
+    ("leaderboard/weights.py", "serialized"): "into memory",
+}
+WRITERS = {"write_text", "write_bytes", "savefig", "save", "dump", "tofile"}
+
+
+def _writes_outside_write_atomically(tree, where: str):
+    """(function, line) of each call that writes a file (open for writing, Path.write_*, torch.save,
+    np.save, json.dump, savefig) and is not an argument of a write_atomically call."""
+    def visit(node, function: str, inside: bool):
+        if isinstance(node, ast.Call):
+            name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+            inside = inside or name == "write_atomically"
+            mode = node.args[1] if name == "open" and len(node.args) > 1 else None
+            opens_for_writing = isinstance(mode, ast.Constant) and set(str(mode.value)) & set("wax")
+            if not inside and (name in WRITERS or opens_for_writing):
+                yield function, node.lineno
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            function = node.name
+        for child in ast.iter_child_nodes(node):
+            yield from visit(child, function, inside)
+
+    return [(where, function, line) for function, line in visit(tree, "<module>", False)
+            if (where, function) not in IN_PLACE_ON_PURPOSE]
+
+
+def test_every_file_the_package_writes_goes_through_write_atomically():
+    """DEVELOPERS.md's rule, checked: a plot (report), the copy task's --out and the API's saved
+    weights were written in place, so a crash could leave half a file."""
+    package = REPO / "fewshot_mem"
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        where = path.relative_to(package).as_posix()
+        found += _writes_outside_write_atomically(ast.parse(path.read_text()), where)
+    assert not found, f"written in place (use paths.write_atomically, or say why in IN_PLACE_ON_PURPOSE): {found}"
