@@ -158,3 +158,21 @@ def test_every_file_the_package_writes_goes_through_write_atomically():
         where = path.relative_to(package).as_posix()
         found += _writes_outside_write_atomically(ast.parse(path.read_text()), where)
     assert not found, f"written in place (use paths.write_atomically, or say why in IN_PLACE_ON_PURPOSE): {found}"
+
+
+def test_make_data_links_the_shared_files_and_leaves_those_already_there(tmp_path):
+    """tools/link_data.link, which `make data` and the tests' data fixture both use."""
+    from link_data import SHARED_FILES, link  # tools/, put on the path by conftest
+
+    shared, root = tmp_path / "shared", tmp_path / "root"
+    for name in SHARED_FILES["omniglot"]:
+        (shared / "omniglot").mkdir(parents=True, exist_ok=True)
+        (shared / "omniglot" / name).write_bytes(name.encode())
+    mine = root / "omniglot" / SHARED_FILES["omniglot"][1]
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"mine")
+    made = link(shared, root)
+    assert made == [root / "omniglot" / SHARED_FILES["omniglot"][0]] and made[0].is_symlink()
+    assert made[0].read_bytes() == SHARED_FILES["omniglot"][0].encode() and mine.read_bytes() == b"mine"
+    assert link(shared, root) == []  # nothing new the second time
+    assert sorted(p.name for p in (shared / "omniglot").iterdir()) == sorted(SHARED_FILES["omniglot"])
