@@ -46,6 +46,11 @@ from .models.learner import Learner, batch_targets, predictions
 from .paths import locked, write_atomically
 from .recipes import TrainConfig
 
+
+class TrainingDiverged(FewshotMemError):
+    pass
+
+
 @dataclass
 class TrainSummary:
     steps: int
