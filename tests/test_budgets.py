@@ -5,7 +5,6 @@ papers' settings hold where the papers state them."""
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -117,9 +116,22 @@ class _Plugin(Learner):
     native_protocol = "episodic"
 
 
+class _SequencePlugin(SequenceLearner):
+    def __init__(self, task, hidden_size: int = 4) -> None:  # no image_encoder
+        super().__init__(task)
+
+
 def test_a_learner_that_states_no_recipe_gets_the_generic_one_in_its_native_protocol():
-    module = sys.modules[__name__].__name__
     for budget in BUDGETS:
-        assert recipe(f"{module}:_Plugin", OMNIGLOT_5, budget) == generic_recipe("episodic", budget)
-    assert recipe(f"{module}:_Plugin", OMNIGLOT_5, "quick").config.episodes == 4000
+        assert recipe(f"{__name__}:_Plugin", OMNIGLOT_5, budget) == generic_recipe("episodic", budget)
+    assert recipe(f"{__name__}:_Plugin", OMNIGLOT_5, "quick").config.episodes == 4000
+
+
+def test_a_sequence_learner_that_states_no_recipe_trains_on_santoros_schedule_with_what_it_takes():
+    """Conv-4 on mini-ImageNet only for a learner that takes an image_encoder (a plug-in that does
+    not would be handed a keyword it refuses)."""
+    spec = f"{__name__}:_SequencePlugin"
+    assert recipe(spec, MINI_1, "paper").config == recipe("lstm", MINI_1, "paper").config
+    assert recipe(spec, MINI_1, "paper").hyperparameters == {}
+    assert recipe("lstm", MINI_1, "paper").hyperparameters == {"image_encoder": "conv4"}
 

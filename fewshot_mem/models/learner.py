@@ -18,6 +18,7 @@ take part in the online one by adapting on the labelled prefix.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -184,9 +185,10 @@ class SequenceLearner(Learner):
 
     @classmethod
     def recipe(cls, suite: Suite, budget: str) -> Recipe:
-        """Santoro et al.'s schedule, shared by MANN, NTM, DNC and the LSTM: RMSprop at 1e-4 for
-        100,000 "episodes", read as optimizer steps on batches of 16 sequences (``paper``); Conv-4
-        features instead of raw pixels for mini-ImageNet's natural 84x84 images."""
+        """Santoro et al.'s schedule, shared by MANN, NTM, DNC, the LSTM and any sequence learner that
+        states none: RMSprop at 1e-4 for 100,000 "episodes", read as optimizer steps on batches of 16
+        sequences (``paper``); Conv-4 features instead of raw pixels for mini-ImageNet's natural
+        84x84 images, where the learner takes an ``image_encoder``."""
         config = {
             "smoke": TrainConfig.of_steps("smoke", steps=4, batch_size=8, validate_every=2, validation_episodes=8),
             "quick": TrainConfig.of_steps("quick", steps=750, batch_size=16, learning_rate=1e-3,
@@ -195,7 +197,8 @@ class SequenceLearner(Learner):
                                           optimizer="rmsprop", validate_every=500, validation_episodes=500,
                                           checkpoint_every=200),
         }[budget]
-        hyperparameters = dict(image_encoder="conv4") if suite.dataset == "miniimagenet" else {}
+        conv4 = suite.dataset == "miniimagenet" and "image_encoder" in inspect.signature(cls).parameters
+        hyperparameters = dict(image_encoder="conv4") if conv4 else {}
         return Recipe("online", config, hyperparameters, augment=budget != "smoke")
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
