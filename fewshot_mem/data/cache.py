@@ -1,15 +1,15 @@
 """Versioned on-disk caches, written atomically.
 
 A cache is a directory of arrays (``<name>.npy``) and ``meta.json``, which
-holds a format ``version``, a ``key`` (the fingerprint of what the cache was
-built from), each array file's sha256, size and times (``arrays``), and
+holds a format ``version``, a ``key`` (what the cache was built from: its sources'
+paths, sizes and times), each array file's sha256, size and times (``arrays``), and
 whatever else its data set records. It is built in a staging directory beside
 its final place and renamed into place only once complete, so a crash, a full
 disk or bad input never leaves a cache that looks complete; and
 :func:`changed_arrays` finds an array changed after it was built (a bad disk, a
 stray script), so no one computes results from damaged data without knowing.
 
-    with cache.staged(directory, version=1, key=fingerprint) as stage:
+    with cache.staged(directory, version=1, key=sources) as stage:
         np.save(stage.path / "images.npy", images)
         stage.meta["classes"] = names
     images = cache.load_array(directory, "images", mmap=True)
