@@ -26,11 +26,10 @@ import time
 import numpy as np
 import torch
 
-from fewshot_mem.bench import DEFAULT_MODELS
 from fewshot_mem.budgets import recipe
 from fewshot_mem.errors import FewshotMemError
 from fewshot_mem.evaluate import calibration_batches, evaluate_episodic, evaluate_online
-from fewshot_mem.models.registry import create
+from fewshot_mem.models.registry import create, default_models
 from fewshot_mem.suites import get_suite, load_pools
 
 
@@ -60,7 +59,7 @@ class WatchedSampler:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", default="omniglot-5way")
-    parser.add_argument("--models", default=",".join(DEFAULT_MODELS))
+    parser.add_argument("--models", default=",".join(default_models()))
     parser.add_argument("--episodes", type=int, default=None, help="test episodes per table (default: the suite's)")
     parser.add_argument("--tables", default=None, help="comma-separated tables (default: all of the suite's)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the target machine has 2 cores)")

@@ -25,10 +25,11 @@ import torch
 
 from fewshot_mem.bench import _training_sampler, _validator, evaluate_on_suite
 from fewshot_mem.budgets import recipe
+from fewshot_mem.checkpoints import load_checkpoint
 from fewshot_mem.models.registry import create
 from fewshot_mem.report import plot_lag_accuracy, render
 from fewshot_mem.suites import get_suite, load_pools
-from fewshot_mem.train import TrainConfig, fit, load_checkpoint
+from fewshot_mem.train import TrainConfig, fit
 
 
 def sweep_row(gamma: float, suite, pools, args: argparse.Namespace) -> dict:

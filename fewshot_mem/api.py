@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from .checkpoints import save_checkpoint
 from .evaluate import Estimate, ProtocolResult, evaluate_on_suite
 from .models.learner import Learner
 from .models.registry import available_models
@@ -43,8 +44,7 @@ class Results:
         suffix .pt (recorded as its ``checkpoint``): ``leaderboard submit path`` takes both."""
         path = Path(path)
         checkpoint = path.with_suffix(".pt")
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(self.weights, checkpoint)
+        save_checkpoint(self.weights, checkpoint)
         self.record["checkpoint"] = str(checkpoint)
         return write_result(self.record, path)
 

@@ -23,22 +23,21 @@ import torch
 
 from . import distributed
 from .budgets import parse_overrides, recipe, with_overrides
+from .checkpoints import load_checkpoint
 from .citation import cite, models_in_results
 from .data.episodes import ClassPool
 from .device import resolve_device
 from .errors import FewshotMemError
 from .evaluate import evaluate_episodic, evaluate_on_suite, evaluate_online  # evaluate_on_suite: re-exported
 from .models.learner import Learner
-from .models.registry import BUILTIN_MODELS, available_models, create, resolve
+from .models.registry import BUILTIN_MODELS, available_models, create, default_models, resolve
+from .recipes import BUDGETS
 from .reference import Reference, board_entries, default_board_root, evaluate_reference, expected_seconds, references
 from .report import budget_text, duration, hardware_text, plot_instance_accuracy, plot_lag_accuracy, render
 from .results import (CUSTOM_BUDGET, build_result, episodic_key, learning_curve, result_path, run_label,
                       write_result)
 from .suites import SUITES, Suite, get_suite, load_pools
-from .train import BUDGETS, fit, is_complete, load_checkpoint
-
-DEFAULT_MODELS = ("mann", "ntm", "dnc", "lstm", "maml", "protonet")
-
+from .train import fit, is_complete
 
 def _validator(suite: Suite, protocol: str, val_pool: ClassPool, episodes: int, device: str):
     """Validation score on the val classes, in the training protocol: mean accuracy (online: over
@@ -151,7 +150,7 @@ def print_citation(args: argparse.Namespace) -> None:
         for model in models:
             resolve(model)  # a name asked for must be right; one found in old results need not import
     else:
-        models = models_in_results(args.out, suite) or list(DEFAULT_MODELS)
+        models = models_in_results(args.out, suite) or default_models()
     print(cite(suite, models, available_fingerprint(suite, args.data_root, download=False)), end="")
 
 
@@ -160,7 +159,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--suite", default="omniglot-5way", help="a suite name or name@version (see --list)")
     parser.add_argument("--models", default=None,
                         help="comma-separated registered names or package.module:Class plug-ins "
-                             f"(default: {','.join(DEFAULT_MODELS)})")
+                             f"(default: {','.join(default_models())})")
     parser.add_argument("--budget", default=None, choices=BUDGETS,
                         help="train at this budget instead of evaluating the reference weights. smoke: seconds; "
                              "quick: minutes; paper: the papers' schedules, in their optimizer steps (the sequence "
@@ -206,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         suite = get_suite(args.suite)
         args.overrides = parse_overrides(args.overrides)
-        models = model_names(args.models or ",".join(DEFAULT_MODELS))
+        models = model_names(args.models) if args.models else default_models()
         for model in models:
             resolve(model)  # fail on a bad name before any work
         args.device = distributed.init(resolve_device(args.device))  # under torchrun: join the group, one GPU a rank

@@ -3,8 +3,8 @@
 ``python -m fewshot_mem.bench --cite omniglot-5way [--models mann,protonet]`` prints BibTeX:
 the suite (its ``name@version`` and fingerprint in the note, which is what makes a number
 reproducible), the papers whose protocol it follows, the data set, and the papers of the
-models compared. A plug-in learner contributes its own entry through a ``bibtex`` class
-attribute.
+models compared (each learner class's ``references``). A plug-in learner contributes its own
+entry through a ``bibtex`` class attribute.
 """
 
 from __future__ import annotations
@@ -113,17 +113,6 @@ DATASET_REFERENCES: dict[str, tuple[str, ...]] = {
     "miniimagenet": ("vinyals2016", "ravi2017"),  # the images of Vinyals et al., the split of Ravi & Larochelle
 }
 
-# MAML and ProtoNet run on learn2learn, so its paper goes with theirs.
-MODEL_REFERENCES: dict[str, tuple[str, ...]] = {
-    "mann": ("santoro2016",),
-    "ntm": ("graves2014",),
-    "dnc": ("graves2016",),
-    "lstm": ("hochreiter1997", "santoro2016"),
-    "maml": ("finn2017", "arnold2020"),
-    "protonet": ("snell2017", "arnold2020"),
-}
-
-
 def suite_key(suite: Suite) -> str:
     """A BibTeX key for a suite (keys may not contain '@' or '-' in every style)."""
     return f"fewshotmem_{suite.name.replace('-', '_')}_v{suite.version}"
@@ -143,16 +132,21 @@ def suite_bibtex(suite: Suite, fingerprint: str | None) -> str:
 
 
 def model_bibtex(model: str) -> list[str]:
-    """The entries of a model's papers: built-ins from the table, plug-ins from their class."""
-    if model in MODEL_REFERENCES:
-        return [BIBTEX[key] for key in MODEL_REFERENCES[model]]
+    """The entries of a model's papers: its class's ``references`` (keys of :data:`BIBTEX`), and a
+    plug-in's own ``bibtex`` string."""
     try:
-        entry = getattr(resolve(model), "bibtex", None)
+        learner = resolve(model)
     except FewshotMemError:  # e.g. a plug-in with results on disk that is not installed here
         return [f"% {model}: cannot be imported here, so its BibTeX is unknown"]
+    unknown = [key for key in learner.references if key not in BIBTEX]
+    if unknown:  # a class naming a reference this module lacks is a bug in that class
+        raise FewshotMemError(f"no BibTeX for {', '.join(unknown)} (cited by {learner.__name__}.references)")
+    entries = [BIBTEX[key] for key in learner.references]
+    entry = getattr(learner, "bibtex", None)
     if entry:
-        return [entry.strip()]
-    return [f"% {model}: no BibTeX known (a plug-in learner can give one as its `bibtex` class attribute)"]
+        entries.append(entry.strip())
+    return entries or [f"% {model}: no BibTeX known (a plug-in learner can give one as its `bibtex` class "
+                       "attribute)"]
 
 
 def models_in_results(out: str | Path, suite: Suite) -> list[str]:

@@ -19,15 +19,11 @@ from pathlib import Path
 
 from .evaluate import INSTANCE_POSITIONS
 from .leaderboard import DEFAULT_ROOT, entry_files, read_json
+from .models.registry import model_label
 from .paths import write_atomically
 from .report import budget_text, duration, hardware_text, markdown_table, ordinal, plot_learning_curves
 from .results import ONLINE_TABLE, episodic_key, format_estimate, instance_key, trained_episodes
 from .suites import get_suite
-
-MODEL_LABELS = {"mann": "MANN (LRUA)", "ntm": "MANN (NTM addressing)", "dnc": "DNC", "lstm": "LSTM",
-                "maml": "MAML", "protonet": "ProtoNet", "knn-pixels": "kNN (raw pixels)",
-                "knn-features": "kNN (deep features)"}
-
 
 @dataclass(frozen=True)
 class PaperRow:
@@ -144,7 +140,7 @@ def _settings(comparison: Comparison, row: PaperRow) -> list[str]:
 def comparison_rows(comparison: Comparison, entries: list[dict]) -> list[list[str]]:
     rows = []
     for row in comparison.rows:
-        label = MODEL_LABELS.get(row.model, row.model)
+        label = model_label(row.model)
         setting = _settings(comparison, row)
         if row.published is not None:
             rows.append([label, *setting, "paper", *(f"{f:.1f}" for f in row.published),
@@ -169,7 +165,7 @@ def learning_curves(comparison: Comparison, entries: list[dict]) -> dict[str, li
             key = "validation_instance_2" if "online" in get_suite(row.suite).protocols else "validation_score"
             points = [(r["episodes"], r[key]) for r in entry["result"].get("learning_curve", []) if key in r]
             if points:  # entries share names across suites, so a line is named by its setting too
-                label = ", ".join([MODEL_LABELS.get(row.model, row.model), *_settings(comparison, row)])
+                label = ", ".join([model_label(row.model), *_settings(comparison, row)])
                 curves[f"{label}: {entry['entry']}"] = points
     return curves
 

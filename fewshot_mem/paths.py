@@ -1,5 +1,6 @@
-"""Where data lives (``--data-root``, else ``$FEWSHOT_MEM_DATA``, else ``data/``), and the two ways
-files are written safely: atomically, and under a directory lock."""
+"""Where data lives (``--data-root``, else ``$FEWSHOT_MEM_DATA``, else ``data/``), the two ways
+files are written safely (atomically, and under a directory lock), and folders made so that a
+failed write can take them back."""
 
 from __future__ import annotations
 
@@ -56,6 +57,38 @@ def write_atomically(content: bytes | Callable[[BinaryIO], object], path: Path, 
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def make_directories(directory: Path) -> list[Path]:
+    """Creates ``directory`` and its missing parents; returns those it created, deepest first, for
+    :func:`remove_empty_directories` to take back when what was to go in them fails.
+
+    Raises:
+        OSError: one cannot be made (a file in the way, no permission); those made are removed.
+    """
+    missing = []
+    for candidate in (directory, *directory.parents):
+        if candidate.exists() or candidate.is_symlink():  # a dangling link is in the way too
+            break
+        missing.append(candidate)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        remove_empty_directories(missing)
+        raise
+    return missing
+
+
+def remove_empty_directories(directories: list[Path]) -> None:
+    """Removes ``directories`` (deepest first) while they are empty; stops at the first that is not.
+    Those not there are passed over (a failed :func:`make_directories` made only the upper ones)."""
+    for directory in directories:
+        if not os.path.lexists(directory):
+            continue
+        try:
+            directory.rmdir()
+        except OSError:
+            return
 
 
 @contextmanager

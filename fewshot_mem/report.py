@@ -127,8 +127,7 @@ def _pyplot():
 
 def _save(figure, path: Path) -> Path:
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
+    write_atomically(lambda handle: figure.savefig(handle, format=path.suffix.lstrip(".") or "png"), path)
     figure.clf()
     return path
 

@@ -16,15 +16,13 @@ import platform
 import subprocess
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 import torch
 
 from . import __version__, distributed
 from .paths import write_atomically
-
-if TYPE_CHECKING:
-    from .train import TrainConfig
+from .recipes import TrainConfig
 
 RESULT_FORMAT = "fewshot-mem-result/1"
 ONLINE_TABLE = "online"
@@ -102,7 +100,7 @@ def hardware(device: str) -> dict:
 
 def build_result(*, suite_id: str, fingerprint: str, model: str, model_class: str, hyperparameters: dict,
                  tables: dict[str, dict], budget: str, seed: int, device: str, eval_seconds: float,
-                 training: "TrainConfig | None" = None, training_protocol: str | None = None,
+                 training: TrainConfig | None = None, training_protocol: str | None = None,
                  trained_steps: int | None = None, best_step: int | None = None,
                  train_seconds: float | None = None, checkpoint: str | None = None,
                  learning_curve: list[dict] | None = None, overrides: dict | None = None,

@@ -27,12 +27,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -40,56 +39,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import distributed
+from .checkpoints import LAST_KEYS, load_checkpoint, save_checkpoint
 from .data.episodes import correct_predictions
 from .errors import CheckpointError, FewshotMemError, RunFileError
 from .models.learner import Learner, batch_targets, predictions
 from .paths import locked, write_atomically
-
-BUDGETS = ("smoke", "quick", "paper")
+from .recipes import TrainConfig
 
 
 class TrainingDiverged(FewshotMemError):
     pass
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How one learner is trained on one suite, at one budget."""
-
-    budget: str
-    episodes: int  # training episodes in all
-    batch_size: int = 16  # episodes per optimizer step (the meta-batch)
-    learning_rate: float = 1e-3
-    optimizer: str = "adam"  # "adam" or "rmsprop"
-    halve_learning_rate_every: int | None = None  # in episodes
-    gradient_clip: float | None = 10.0
-    gradient_clip_mode: str = "norm"  # "norm": the global norm; "value": each element to ±gradient_clip
-    loss_reduction: str = "mean"  # "mean" over every prediction; "sum" over an episode's, mean over episodes
-    checkpoint_every: int = 50  # steps
-    validate_every: int = 250  # steps
-    validation_episodes: int = 200
-    log_every: int = 10  # steps
-
-    CHOICES = {"optimizer": ("adam", "rmsprop"), "gradient_clip_mode": ("norm", "value"),
-               "loss_reduction": ("mean", "sum")}
-
-    def __post_init__(self) -> None:
-        for name, allowed in self.CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r}: use one of {', '.join(allowed)}")
-
-    @classmethod
-    def of_steps(cls, budget: str, steps: int, batch_size: int, **settings) -> "TrainConfig":
-        """A budget stated as the papers state it: ``steps`` optimizer steps of ``batch_size`` episodes."""
-        return cls(budget, episodes=steps * batch_size, batch_size=batch_size, **settings)
-
-    @property
-    def steps(self) -> int:
-        """Optimizer steps; each trains on ``batch_size`` episodes (none for a budget of no episodes)."""
-        return 0 if self.episodes == 0 else max(1, math.ceil(self.episodes / self.batch_size))
-
-    def scaled(self, **changes) -> "TrainConfig":
-        return replace(self, **changes)
 
 
 @dataclass
@@ -100,64 +59,6 @@ class TrainSummary:
     best_step: int
     best_score: float
     resumed_from: int
-
-
-# What a resumable ``last.pt`` holds (``train_seconds`` is optional: older runs lack it).
-LAST_KEYS = ("model", "optimizer", "step", "best_step", "best_score", "config")
-RERUN_ADVICE = ("Delete it and rerun without --resume to train this run again from the start "
-                "(or put back a copy of the file if you keep one).")
-
-
-def save_checkpoint(payload: dict, path: Path) -> None:
-    """``torch.save`` through :func:`paths.write_atomically`: a reader or a crash never sees half a file."""
-    write_atomically(lambda handle: torch.save(payload, handle), path)
-
-
-def load_checkpoint(path: Path | BinaryIO, *, keys: Iterable[str] = (), recovery: str = RERUN_ADVICE) -> dict:
-    """A checkpoint, loaded weights-only (a file's pickled code never runs) on the CPU.
-
-    Args:
-        path: the file (or a binary file object).
-        keys: what the checkpoint must hold (:data:`LAST_KEYS` for a ``last.pt``).
-        recovery: what the error message tells the user to do.
-
-    Raises:
-        CheckpointError: naming the file and why it cannot be used (missing, empty, truncated,
-            damaged, not a checkpoint, lacking ``keys``), and ``recovery``.
-    """
-    where = f"the checkpoint {path}" if isinstance(path, (str, os.PathLike)) else "the checkpoint"
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch raises many kinds for a file that is not a checkpoint
-        raise CheckpointError(f"{where} cannot be read: {_unreadable(path, error)}. {recovery}") from error
-    missing = [key for key in keys if key not in state] if isinstance(state, dict) else list(keys)
-    if not isinstance(state, dict) or missing:
-        held = f"lacks {', '.join(missing)}" if isinstance(state, dict) else f"holds a {type(state).__name__}"
-        raise CheckpointError(f"{where} is not a training checkpoint: it {held}. {recovery}")
-    return state
-
-
-def _unreadable(path: Path | BinaryIO, error: Exception) -> str:
-    """Why ``torch.load`` failed, in words (torch's own messages are long, or empty)."""
-    if _size(path) == 0:
-        return "it is empty (0 bytes)"
-    if isinstance(error, FileNotFoundError):
-        return "there is no such file"
-    if isinstance(error, (PermissionError, IsADirectoryError)):
-        return error.strerror or str(error)
-    if isinstance(error, EOFError):
-        return "it ends too early (cut off while it was written)"
-    if isinstance(error, pickle.UnpicklingError):
-        return "it is damaged, or not a PyTorch checkpoint of plain weights (the weights-only loader refused it)"
-    first = str(error).split(". ")[0].strip()
-    return f"it is truncated, damaged or not a PyTorch checkpoint ({type(error).__name__}: {first})"
-
-
-def _size(path: Path | BinaryIO) -> int | None:
-    try:
-        return os.path.getsize(path) if isinstance(path, (str, os.PathLike)) else len(path.getbuffer())
-    except (OSError, AttributeError):  # no such file; a file object that is not a BytesIO
-        return None
 
 
 def _save_from_main(payload: dict, path: Path) -> None:

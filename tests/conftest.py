@@ -10,6 +10,7 @@ with links to the shared zips, decoded once per session.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,11 @@ from fewshot_mem.data.omniglot import describe_missing, load_omniglot
 from fewshot_mem.paths import DATA_ROOT_VARIABLE
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tools"))
+from link_data import SHARED_FILES, link  # noqa: E402 - `make data`'s linker: the tests link as it does
+
 SHARED_DATA = REPO.parent / "shared" / "data"
-OMNIGLOT_ZIPS = ("images_background.zip", "images_evaluation.zip")
+OMNIGLOT_ZIPS = SHARED_FILES["omniglot"]
 TEST_ROOT_VARIABLE = "FEWSHOT_MEM_TEST_DATA_ROOT"
 
 
@@ -32,14 +36,10 @@ def shared_data_dir() -> Path:
 
 
 def link_shared_omniglot(shared_data_dir: Path, root: Path) -> Path:
-    """Links the shared zips into ``root/omniglot/`` (the shared folder is only read)."""
+    """Links the shared zips into ``root/omniglot/`` as ``make data`` does (the shared folder is only read)."""
     if root.resolve().is_relative_to(shared_data_dir.resolve()):
         raise pytest.UsageError(f"{TEST_ROOT_VARIABLE} must not point into the shared data ({shared_data_dir})")
-    (root / "omniglot").mkdir(parents=True, exist_ok=True)
-    for name in OMNIGLOT_ZIPS:
-        link = root / "omniglot" / name
-        if not link.exists() and not link.is_symlink():
-            link.symlink_to((shared_data_dir / "omniglot" / name).resolve())
+    link(shared_data_dir, root)
     return root
 
 

@@ -80,16 +80,6 @@ def test_suites_have_versions_and_resolve_by_id():
         get_suite("omniglot-5way@99")
 
 
-def test_the_paper_budget_of_the_sequence_models_is_100000_steps_of_16():
-    """Santoro et al.'s 100,000 episodes are optimizer steps on batches of 16 sequences."""
-    for suite_name in ("omniglot-5way", "omniglot-15way-strings"):
-        suite = get_suite(suite_name)
-        for model in ("mann", "ntm", "dnc", "lstm"):
-            config = recipe(model, suite, "paper").config
-            assert (config.steps, config.batch_size, config.episodes) == (100_000, 16, 1_600_000)
-            assert (config.optimizer, config.learning_rate) == ("rmsprop", 1e-4)
-
-
 def test_budgets_are_counted_in_steps_and_long_is_gone():
     config = TrainConfig.of_steps("x", steps=7, batch_size=3)
     assert (config.steps, config.episodes) == (7, 21)

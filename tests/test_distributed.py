@@ -28,12 +28,13 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from fewshot_mem import distributed
 from fewshot_mem.bench import main
+from fewshot_mem.checkpoints import load_checkpoint
 from fewshot_mem.data.episodes import EpisodeSampler, LabelOffsetSampler
 from fewshot_mem.evaluate import evaluate_episodic, evaluate_online
 from fewshot_mem.models.contract import SMALL_IMAGE, synthetic_pool
 from fewshot_mem.models.learner import Learner, TaskSpec
 from fewshot_mem.models.registry import create
-from fewshot_mem.train import TrainConfig, fit, load_checkpoint
+from fewshot_mem.train import TrainConfig, fit
 
 REPO = Path(__file__).resolve().parent.parent
 # name: (hyper-parameters, training protocol, batch size): 5 episodes split 3 + 2; MAML's meta-batch

@@ -115,6 +115,16 @@ def test_connection_closed_mid_body_leaves_nothing(server, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_folder_that_cannot_be_made_is_reported_and_leaves_nothing(server, tmp_path):
+    """The folders made on the way are taken back (paths.make_directories; download's own copy of it
+    left them behind)."""
+    _, url, requests = server
+    target = tmp_path / "out" / ("x" * 300) / "file.bin"  # a name too long for the file system
+    with pytest.raises(DownloadError, match="cannot create"):
+        download(url + "file.bin", target, "0" * 64, progress=False)
+    assert requests == [] and not (tmp_path / "out").exists()
+
+
 def test_unknown_algorithm_is_refused_before_fetching(server, tmp_path):
     _, url, requests = server
     with pytest.raises(ValueError, match="sha1"):

@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-import fewshot_mem.memory as memory_package
 from fewshot_mem.memory import addressing, dnc, lru
 
 T = torch.tensor
@@ -437,14 +436,6 @@ def test_functions_run_on_the_device_of_their_inputs(name, device):
     # "meta" tensors carry no data: this catches tensors created on the CPU regardless of the inputs
     function, inputs, _ = _random_inputs(2, 2, 5, 4, torch.float32, device)[name]
     assert all(o.device.type == device for o in _as_tuple(function(*inputs)))
-
-
-def test_package_re_exports_the_functions():
-    assert memory_package.content_weights is addressing.content_weights
-    assert memory_package.lru_update_usage is lru.update_usage
-    assert memory_package.dnc_update_usage is dnc.update_usage
-    assert memory_package.dnc_write_weights is dnc.write_weights
-    assert all(hasattr(memory_package, name) for name in memory_package.__all__)
 
 
 # ------------------------------------------------------------------ gradients

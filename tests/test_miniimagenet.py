@@ -19,7 +19,7 @@ from PIL import Image
 
 from conftest import SHARED_DATA
 from fewshot_mem import bench, suites
-from fewshot_mem.budgets import SEQUENCE_MODELS, recipe
+from fewshot_mem.budgets import recipe
 from fewshot_mem.data import miniimagenet as miniimagenet_module
 from fewshot_mem.data.episodes import ClassPool
 from fewshot_mem.data.miniimagenet import (CACHE_NAME, CSVS, PICKLES, SHA256_VARIABLE, SPLIT_WNIDS, SPLITS,
@@ -28,8 +28,8 @@ from fewshot_mem.data.miniimagenet import (CACHE_NAME, CSVS, PICKLES, SHA256_VAR
 from fewshot_mem.errors import DataCorruptError, DataNotFoundError
 from fewshot_mem.models import encoders
 from fewshot_mem.models.contract import CHECKS, synthetic_pool
-from fewshot_mem.models.learner import TaskSpec
-from fewshot_mem.models.registry import create
+from fewshot_mem.models.learner import SequenceLearner, TaskSpec
+from fewshot_mem.models.registry import builtins_of, create, resolve
 from miniimagenet_fixtures import (SUITE_IMAGES_PER_CLASS, WRITERS, class_images, csv_rows, fixture_layout,
                                    image_file, pickle_payload, write_csv, write_pickle, write_pickles, write_ravi)
 from test_download import digest, listing, server  # noqa: F401  (server is a fixture)
@@ -397,11 +397,14 @@ def test_conv4_gives_1600_features_at_84x84_and_evaluates_in_chunks(monkeypatch)
         encoders.build_encoder("conv4", (3, 8, 8))
 
 
+SEQUENCE_MODELS = builtins_of(SequenceLearner)
+
+
 @pytest.mark.parametrize("name", SEQUENCE_MODELS)
 def test_sequence_models_with_conv4_honour_the_learner_contract(name):
     shape = (3, 20, 20)  # small colour images keep the checks fast; the code path is that of 84x84
     pool = synthetic_pool(image_shape=shape)
-    small = {"controller_size": 6} | ({} if name == "lstm" else dict(memory_slots=5, memory_width=3, read_heads=2))
+    small = resolve(name).test_hyperparameters
     for check in CHECKS:
         torch.manual_seed(0)
         check(create(name, TaskSpec(3, image_shape=shape), image_encoder="conv4", **small).double().eval(), pool)

@@ -14,12 +14,13 @@ import pytest
 import torch
 
 from fewshot_mem.bench import main as bench
+from fewshot_mem.checkpoints import load_checkpoint
 from fewshot_mem.data.episodes import LabelOffsetSampler
 from fewshot_mem.errors import CheckpointError, DirectoryInUseError, FewshotMemError, RunFileError
 from fewshot_mem.models.contract import SMALL_IMAGE, synthetic_pool
 from fewshot_mem.models.learner import TaskSpec
 from fewshot_mem.models.registry import create
-from fewshot_mem.train import TrainConfig, fit, is_complete, load_checkpoint, read_metrics
+from fewshot_mem.train import TrainConfig, fit, is_complete, read_metrics
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 import torch
 
+from fewshot_mem.checkpoints import load_checkpoint
 from fewshot_mem.data.episodes import ClassPool, EpisodeSampler, LabelOffsetSampler
 from fewshot_mem.evaluate import evaluate_episodic, evaluate_online
 from fewshot_mem.models.contract import SMALL_IMAGE, synthetic_pool
 from fewshot_mem.models.learner import TaskSpec
 from fewshot_mem.models.registry import create
-from fewshot_mem.train import TrainConfig, TrainingDiverged, fit, is_complete, load_checkpoint
+from fewshot_mem.train import TrainConfig, TrainingDiverged, fit, is_complete
 
 SMALL = {"mann": dict(controller_size=16, memory_slots=8, memory_width=4, read_heads=2),
          "ntm": dict(controller_size=16, memory_slots=8, memory_width=4, read_heads=2),

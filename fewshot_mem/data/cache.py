@@ -1,15 +1,15 @@
 """Versioned on-disk caches, written atomically.
 
 A cache is a directory of arrays (``<name>.npy``) and ``meta.json``, which
-holds a format ``version``, a ``key`` (the fingerprint of what the cache was
-built from), each array file's sha256, size and times (``arrays``), and
+holds a format ``version``, a ``key`` (what the cache was built from: its sources'
+paths, sizes and times), each array file's sha256, size and times (``arrays``), and
 whatever else its data set records. It is built in a staging directory beside
 its final place and renamed into place only once complete, so a crash, a full
 disk or bad input never leaves a cache that looks complete; and
 :func:`changed_arrays` finds an array changed after it was built (a bad disk, a
 stray script), so no one computes results from damaged data without knowing.
 
-    with cache.staged(directory, version=1, key=fingerprint) as stage:
+    with cache.staged(directory, version=1, key=sources) as stage:
         np.save(stage.path / "images.npy", images)
         stage.meta["classes"] = names
     images = cache.load_array(directory, "images", mmap=True)
@@ -33,7 +33,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import CacheError
-from ..paths import write_atomically
+from ..paths import make_directories, remove_empty_directories, write_atomically
 
 META = "meta.json"
 ARRAYS = "arrays"  # meta.json's record of each array file: {"<name>.npy": {sha256, bytes, mtime_ns, ctime_ns}}
@@ -92,14 +92,17 @@ def staged(directory: Path, version: int, key: Any) -> Iterator[Stage]:
     # A cache that is current already is being rebuilt on purpose (it is damaged): replace it. One
     # that becomes current while we build was committed by another process: keep theirs.
     replace_current = is_current(directory, version, key)
-    created = _make_parents(directory.parent)
+    try:
+        created = make_directories(directory.parent)
+    except OSError as error:
+        raise _unwritable(directory.parent, error) from error
     try:
         _remove_abandoned_stages(directory)
         staging = directory.with_name(
             f".{directory.name}.tmp-{_host()}-{os.getpid()}-{secrets.token_hex(4)}")
         staging.mkdir()
     except OSError as error:
-        _remove_empty(created)
+        remove_empty_directories(created)
         raise _unwritable(directory.parent, error) from error
     stage = Stage(staging)
     try:
@@ -114,7 +117,7 @@ def staged(directory: Path, version: int, key: Any) -> Iterator[Stage]:
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # a no-op after a successful commit
         if not directory.exists():
-            _remove_empty(created)
+            remove_empty_directories(created)
 
 
 def changed_arrays(directory: Path) -> list[str]:
@@ -242,29 +245,6 @@ def _alive(pid: int) -> bool:
 
 def _host() -> str:
     return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname()) or "host"
-
-
-def _make_parents(directory: Path) -> list[Path]:
-    """Creates ``directory`` and missing parents; returns those it created, deepest first."""
-    missing = []
-    for candidate in (directory, *directory.parents):
-        if candidate.exists() or candidate.is_symlink():
-            break
-        missing.append(candidate)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        _remove_empty(missing)
-        raise _unwritable(directory, error) from error
-    return missing
-
-
-def _remove_empty(directories: list[Path]) -> None:
-    for directory in directories:
-        try:
-            directory.rmdir()
-        except OSError:
-            return
 
 
 def _unwritable(where: Path, error: OSError) -> CacheError:

@@ -18,7 +18,7 @@ from typing import BinaryIO
 from tqdm.auto import tqdm
 
 from ..errors import DownloadError
-from ..paths import write_atomically
+from ..paths import make_directories, remove_empty_directories, write_atomically
 
 CHUNK = 1 << 20
 ALGORITHMS = ("md5", "sha256")
@@ -63,17 +63,20 @@ def download(url: str, target: str | os.PathLike, checksum: str, algorithm: str 
             raise DownloadError(f"download of {url} does not match its {algorithm}: "
                                 f"expected {checksum}, got {actual}; nothing was kept")
 
-    created = _make_dirs(target.parent)
+    try:
+        created = make_directories(target.parent)
+    except OSError as error:
+        raise DownloadError(f"cannot create {target.parent} for a download: {error.strerror or error}") from error
     try:  # a unique temporary file per download, renamed into place only once checked
         write_atomically(stream_and_check, target, suffix=".part")
     except DownloadError:
-        _remove_dirs(created)
+        remove_empty_directories(created)
         raise
     except Exception as error:
-        _remove_dirs(created)
+        remove_empty_directories(created)
         raise DownloadError(f"could not download {url}: {_reason(error)}") from error
     except BaseException:  # KeyboardInterrupt too: write_atomically left no half file, nor do we a folder
-        _remove_dirs(created)
+        remove_empty_directories(created)
         raise
     return target
 
@@ -120,25 +123,3 @@ def _checked(algorithm: str) -> str:
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unsupported checksum algorithm {algorithm!r}; use one of {ALGORITHMS}")
     return algorithm
-
-
-def _make_dirs(directory: Path) -> list[Path]:
-    """Creates ``directory`` and missing parents; returns those it created, deepest first."""
-    missing = []
-    for candidate in (directory, *directory.parents):
-        if candidate.exists():
-            break
-        missing.append(candidate)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise DownloadError(f"cannot create {directory} for a download: {error.strerror or error}") from error
-    return missing
-
-
-def _remove_dirs(directories: list[Path]) -> None:
-    for directory in directories:  # deepest first; stops being useful at the first non-empty one
-        try:
-            directory.rmdir()
-        except OSError:
-            return

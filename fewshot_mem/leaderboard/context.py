@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 
 from ..citation import BIBTEX
+from ..models.registry import model_label
 from ..report import budget_text, duration, hardware_text
 from ..suites import Suite
 
@@ -78,7 +79,7 @@ def paper_figures(suite_id: str) -> list[PaperFigures]:
             statistics = papers.statistics(suite_id)
             figures = dict(zip(statistics, row.published)) if len(statistics) == len(row.published) else {}
             training = comparison.paper_budget
-            label = papers.MODEL_LABELS.get(row.model, row.model)
+            label = model_label(row.model)
             found.append(PaperFigures(row.model, label, _source(comparison, label), training, figures))
     return found
 
@@ -91,10 +92,6 @@ def _source(comparison, label: str) -> str:
         if source and label.lower() in model.lower():
             return source
     return comparison.title.split(":")[0]
-
-
-def model_label(model: str) -> str:
-    return _papers().MODEL_LABELS.get(model, model)
 
 
 # --- what an entry cost -------------------------------------------------------------------------

@@ -8,9 +8,9 @@ import io
 
 import torch
 
+from ..checkpoints import load_checkpoint
 from ..models.registry import create
 from ..suites import Suite
-from ..train import load_checkpoint
 from .schema import LeaderboardError
 
 

@@ -162,8 +162,9 @@ def _applies(check: Callable, learner_class: type[Learner], task: TaskSpec) -> b
 
 def check_learner(name: str, hyperparameters: dict | None = None) -> None:
     """Runs every check on a registered learner (or ``package.module:Class``), for the protocols
-    it answers (``Learner.protocols``)."""
-    hyperparameters = hyperparameters or {}
+    it answers (``Learner.protocols``), built with ``hyperparameters`` (default: its class's
+    ``test_hyperparameters``)."""
+    hyperparameters = resolve(name).test_hyperparameters if hyperparameters is None else hyperparameters
     pool = synthetic_pool()
     tasks = [TaskSpec(ways=3, image_shape=SMALL_IMAGE)]
     if resolve(name).supports_string_labels:

@@ -4,6 +4,8 @@ allocation, R read heads with content and temporal-link (forward/backward) modes
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,6 +32,11 @@ class DNC(MemoryLearner):
         read_heads: R (4).
         image_encoder: how images become features ("flatten": raw pixels; "conv4": Conv-4 features).
     """
+
+    label: ClassVar[str] = "DNC"
+    references: ClassVar[tuple[str, ...]] = ("graves2016",)
+    test_hyperparameters: ClassVar[dict] = dict(controller_size=6, memory_slots=5, memory_width=3, read_heads=2)
+    in_default_bench: ClassVar[bool] = True
 
     def __init__(self, task: TaskSpec, controller_size: int = 256, memory_slots: int = 128,
                  memory_width: int = 40, read_heads: int = 4, image_encoder: str = "flatten") -> None:

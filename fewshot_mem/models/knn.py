@@ -19,15 +19,20 @@ order scikit-learn's brute-force search returns them (deterministic for given da
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 
 from ..data.episodes import STRING_LENGTH, STRING_SYMBOLS, EpisodicInputs, OnlineInputs
+from ..recipes import Recipe, TrainConfig
 from .learner import Learner, TaskSpec, classification_loss, images_to_float
 from .online import NoveltyScoring, previous_labels
 from .protonet import ProtoNetLearner
+
+if TYPE_CHECKING:
+    from ..suites import Suite
 
 
 def neighbour_votes(examples: np.ndarray, labels: np.ndarray, queries: np.ndarray, neighbours: int,
@@ -115,6 +120,17 @@ class KNNPixelsLearner(KNNScoring, Learner):
         neighbours: k (1).
     """
 
+    label: ClassVar[str] = "kNN (raw pixels)"
+    references: ClassVar[tuple[str, ...]] = ("santoro2016",)  # Table 2's baseline
+
+    @classmethod
+    def recipe(cls, suite: Suite, budget: str) -> Recipe:
+        """kNN on raw pixels learns nothing: zero training steps at every budget (``fit`` then
+        validates and saves the weights as built; the evaluator calibrates ν)."""
+        validation = {"smoke": 4, "quick": 100, "paper": 600}[budget]
+        return Recipe("online" if "online" in suite.protocols else "episodic",
+                      TrainConfig(budget, episodes=0, batch_size=1, validation_episodes=validation))
+
     def __init__(self, task: TaskSpec, neighbours: int = 1) -> None:
         super().__init__(task)
         self.neighbours = neighbours
@@ -137,6 +153,12 @@ class KNNFeaturesLearner(KNNScoring, ProtoNetLearner):
         neighbours: k (1).
         hidden_size, layers: the Conv-4 embedding's (64, 4).
     """
+
+    # ProtoNet's recipe is inherited: its embedding trains as ProtoNet's. Not in the default bench.
+    label: ClassVar[str] = "kNN (deep features)"
+    references: ClassVar[tuple[str, ...]] = ("santoro2016", "snell2017", "arnold2020")  # Table 2; the embedding
+    test_hyperparameters: ClassVar[dict] = dict(hidden_size=8, neighbours=2)
+    in_default_bench: ClassVar[bool] = False
 
     def __init__(self, task: TaskSpec, neighbours: int = 1, hidden_size: int = 64, layers: int = 4) -> None:
         super().__init__(task, hidden_size=hidden_size, layers=layers)

@@ -18,8 +18,9 @@ take part in the online one by adapting on the labelled prefix.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +29,13 @@ from torch import nn
 from ..data.episodes import (STRING_LENGTH, STRING_SYMBOLS, EpisodeBatch, EpisodicInputs, OnlineInputs,
                              SequenceBatch)
 from ..errors import UnsupportedProtocolError
+from ..recipes import Recipe, TrainConfig, generic_recipe
+
+if TYPE_CHECKING:
+    from ..suites import Suite
 
 Protocol = Literal["online", "episodic"]
+PAPER_SEQUENCE_STEPS = 100_000  # Santoro et al.'s 100,000 episodes, each one step on 16 sequences
 State = tuple[torch.Tensor, ...]
 Inputs = OnlineInputs | EpisodicInputs
 
@@ -84,11 +90,28 @@ class Learner(nn.Module):
     Subclasses set ``native_protocol`` (what their paper trains on) and
     implement :meth:`online_logits` and :meth:`episodic_logits`. The loss is the
     cross-entropy of those scores unless a subclass knows better.
+
+    A model's facts live on its class, for the bench, the board and the tests to read:
+    ``label`` (its display name), ``references`` (its papers, keys of ``citation.BIBTEX``;
+    a plug-in gives its own entry as a ``bibtex`` string instead), ``test_hyperparameters``
+    (tiny settings the tests build it with), ``in_default_bench`` (a built-in the bench runs
+    when no ``--models`` are named) and :meth:`recipe` (how it trains, per suite and budget).
     """
 
     native_protocol: ClassVar[Protocol] = "online"
     protocols: ClassVar[tuple[Protocol, ...]] = ("online", "episodic")  # what it answers (adapters: fewer)
     supports_string_labels: ClassVar[bool] = True
+    label: ClassVar[str | None] = None  # the display label ("MANN (LRUA)"); None: the registered name
+    references: ClassVar[tuple[str, ...]] = ()  # keys of citation.BIBTEX
+    test_hyperparameters: ClassVar[dict] = {}  # tiny settings the tests build the learner with
+    in_default_bench: ClassVar[bool] = False  # run by the bench when no --models are named
+
+    @classmethod
+    def recipe(cls, suite: Suite, budget: str) -> Recipe:
+        """How this learner trains on ``suite`` at ``budget`` (one of ``recipes.BUDGETS``); by default
+        a generic schedule in its native protocol (``recipes.generic_recipe``). Called through
+        ``budgets.recipe``, which checks the budget and applies the mini-ImageNet smoke shape."""
+        return generic_recipe(cls.native_protocol, budget)
 
     def __init__(self, task: TaskSpec | None) -> None:
         super().__init__()
@@ -159,6 +182,24 @@ class SequenceLearner(Learner):
     """
 
     native_protocol: ClassVar[Protocol] = "online"
+
+    @classmethod
+    def recipe(cls, suite: Suite, budget: str) -> Recipe:
+        """Santoro et al.'s schedule, shared by MANN, NTM, DNC, the LSTM and any sequence learner that
+        states none: RMSprop at 1e-4 for 100,000 "episodes", read as optimizer steps on batches of 16
+        sequences (``paper``); Conv-4 features instead of raw pixels for mini-ImageNet's natural
+        84x84 images, where the learner takes an ``image_encoder``."""
+        config = {
+            "smoke": TrainConfig.of_steps("smoke", steps=4, batch_size=8, validate_every=2, validation_episodes=8),
+            "quick": TrainConfig.of_steps("quick", steps=750, batch_size=16, learning_rate=1e-3,
+                                          validate_every=150, validation_episodes=200),
+            "paper": TrainConfig.of_steps("paper", steps=PAPER_SEQUENCE_STEPS, batch_size=16, learning_rate=1e-4,
+                                          optimizer="rmsprop", validate_every=500, validation_episodes=500,
+                                          checkpoint_every=200),
+        }[budget]
+        conv4 = suite.dataset == "miniimagenet" and "image_encoder" in inspect.signature(cls).parameters
+        hyperparameters = dict(image_encoder="conv4") if conv4 else {}
+        return Recipe("online", config, hyperparameters, augment=budget != "smoke")
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(B, T, c, H, W) uint8 -> (B, T, F) features."""

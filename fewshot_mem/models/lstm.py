@@ -3,6 +3,8 @@ neural networks", ICML: an LSTM reads [x_t, y_{t-1}] and predicts y_t."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -18,6 +20,11 @@ class LSTMLearner(SequenceLearner):
         controller_size: LSTM hidden units (Santoro et al.: 200).
         image_encoder: how images become features ("flatten": raw pixels; "conv4": Conv-4 features).
     """
+
+    label: ClassVar[str] = "LSTM"
+    references: ClassVar[tuple[str, ...]] = ("hochreiter1997", "santoro2016")
+    test_hyperparameters: ClassVar[dict] = dict(controller_size=6)
+    in_default_bench: ClassVar[bool] = True
 
     def __init__(self, task: TaskSpec, controller_size: int = 200, image_encoder: str = "flatten") -> None:
         super().__init__(task)

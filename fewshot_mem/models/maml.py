@@ -3,7 +3,7 @@ Deep Networks", ICML) with learn2learn's ``MAML.clone()`` / ``adapt()`` and Conv
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from .l2l import learn2learn as l2l
 import torch
@@ -12,8 +12,12 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from ..data.episodes import EpisodicInputs, OnlineInputs
+from ..recipes import Recipe, TrainConfig
 from .learner import Learner, Protocol, TaskSpec, images_to_float
 from .online import NoveltyScoring, previous_labels
+
+if TYPE_CHECKING:
+    from ..suites import Suite
 
 
 def conv4_classifier(task: TaskSpec, hidden_size: int, max_pool: bool) -> nn.Module:
@@ -61,6 +65,30 @@ class MAMLLearner(NoveltyScoring, Learner):
     """
 
     native_protocol: ClassVar[Protocol] = "episodic"
+    label: ClassVar[str] = "MAML"
+    references: ClassVar[tuple[str, ...]] = ("finn2017", "arnold2020")  # it runs on learn2learn
+    test_hyperparameters: ClassVar[dict] = dict(hidden_size=8)
+    in_default_bench: ClassVar[bool] = True
+
+    @classmethod
+    def recipe(cls, suite: Suite, budget: str) -> Recipe:
+        """Finn et al.'s settings per data set and ways, 60,000 meta-steps at ``paper``."""
+        if suite.dataset == "miniimagenet":  # 32 filters, 5 steps at 0.01, 10 at test,
+            # meta-batches of 4 tasks for 1-shot and 2 for 5-shot
+            hyperparameters = dict(hidden_size=32, inner_steps=5, test_inner_steps=10, inner_lr=0.01)
+            batch = 4 if suite.shots[0] == 1 else 2
+        elif suite.ways >= 20:  # Omniglot 20-way: 5 steps at 0.1, meta-batch 16
+            hyperparameters, batch = dict(inner_steps=5, test_inner_steps=5, inner_lr=0.1), 16
+        else:  # Omniglot 5-way: 1 step at 0.4, 3 at test, meta-batch 32
+            hyperparameters, batch = dict(inner_steps=1, test_inner_steps=3, inner_lr=0.4), 32
+        config = {
+            "smoke": TrainConfig("smoke", episodes=4, batch_size=2, validate_every=1, validation_episodes=4),
+            "quick": TrainConfig("quick", episodes=150 * batch, batch_size=batch, validate_every=50,
+                                 validation_episodes=100),
+            "paper": TrainConfig("paper", episodes=60_000 * batch, batch_size=batch, validate_every=1000,
+                                 validation_episodes=600),
+        }[budget]
+        return Recipe("episodic", config, hyperparameters, train_queries=15)
 
     def __init__(self, task: TaskSpec, hidden_size: int = 64, inner_steps: int = 1, test_inner_steps: int = 3,
                  inner_lr: float = 0.4, first_order: bool = False, max_pool: bool | None = None) -> None:

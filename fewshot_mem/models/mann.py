@@ -4,6 +4,8 @@ access (LRUA)."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -44,6 +46,11 @@ class MANN(MemoryLearner):
         least_used: "shared": every head's w^lu is the n-hot mark of the R least-used slots (the
             paper's w^lu with n = R); "per-head": head h's is the h-th least-used slot alone.
     """
+
+    label: ClassVar[str] = "MANN (LRUA)"
+    references: ClassVar[tuple[str, ...]] = ("santoro2016",)
+    test_hyperparameters: ClassVar[dict] = dict(controller_size=6, memory_slots=5, memory_width=3, read_heads=2)
+    in_default_bench: ClassVar[bool] = True
 
     VARIANTS = {"add_vector": ("key", "separate"), "read_memory": ("written", "previous"),
                 "least_used": ("shared", "per-head")}

@@ -3,13 +3,20 @@ arXiv:1410.5401: content and location addressing, erase-and-add writes."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import TYPE_CHECKING, ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..memory import addressing
+from ..recipes import Recipe
 from .learner import State, TaskSpec
 from .memory_learner import MEMORY_INIT, MemoryLearner
+
+if TYPE_CHECKING:
+    from ..suites import Suite
 
 
 class NTM(MemoryLearner):
@@ -36,6 +43,21 @@ class NTM(MemoryLearner):
         controller: "lstm" or "feedforward".
         image_encoder: how images become features ("flatten": raw pixels; "conv4": Conv-4 features).
     """
+
+    label: ClassVar[str] = "MANN (NTM addressing)"
+    references: ClassVar[tuple[str, ...]] = ("graves2014",)
+    test_hyperparameters: ClassVar[dict] = dict(controller_size=6, memory_slots=5, memory_width=3, read_heads=2)
+    in_default_bench: ClassVar[bool] = True
+
+    @classmethod
+    def recipe(cls, suite: Suite, budget: str) -> Recipe:
+        """The sequence models' schedule; on Omniglot at Santoro's size, their "MANN with NTM
+        addressing" row (200 LSTM units, 128 x 40 memory, 4 heads)."""
+        chosen = super().recipe(suite, budget)
+        if suite.dataset != "omniglot":
+            return chosen
+        return replace(chosen, hyperparameters=dict(controller_size=200, memory_slots=128, memory_width=40,
+                                                     read_heads=4))
 
     def __init__(self, task: TaskSpec, controller_size: int = 100, memory_slots: int = 128,
                  memory_width: int = 20, read_heads: int = 1, shift_range: int = 3,

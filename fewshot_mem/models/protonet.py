@@ -3,7 +3,7 @@ Learning", NeurIPS), on learn2learn's Conv-4 backbone."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from .l2l import learn2learn as l2l
 import torch
@@ -11,9 +11,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.episodes import EpisodicInputs, OnlineInputs
+from ..recipes import Recipe, TrainConfig
 from .encoders import embed_images
 from .learner import Learner, Protocol, TaskSpec
 from .online import NoveltyScoring
+
+if TYPE_CHECKING:
+    from ..suites import Suite
 
 
 def squared_distances(queries: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
@@ -61,6 +65,28 @@ class ProtoNetLearner(PrototypeScoring):
         hidden_size: filters per conv block (64).
         layers: conv blocks of 3×3 conv, batch norm, ReLU, 2×2 max-pool (4).
     """
+
+    label: ClassVar[str] = "ProtoNet"
+    references: ClassVar[tuple[str, ...]] = ("snell2017", "arnold2020")  # it runs on learn2learn
+    test_hyperparameters: ClassVar[dict] = dict(hidden_size=8)
+    in_default_bench: ClassVar[bool] = True
+
+    @classmethod
+    def recipe(cls, suite: Suite, budget: str) -> Recipe:
+        """Snell et al.: 60-way training for Omniglot (30-way 1-shot, 20-way 5-shot on mini-ImageNet),
+        5 queries per class on Omniglot, 15 on mini-ImageNet; Adam 1e-3 halved every 2,000 episodes."""
+        if suite.dataset == "omniglot":
+            ways, queries = 60, 5
+        else:
+            ways, queries = (30 if suite.shots[0] == 1 else 20), 15
+        config = {
+            "smoke": TrainConfig("smoke", episodes=2, batch_size=1, validate_every=1, validation_episodes=4),
+            "quick": TrainConfig("quick", episodes=600, batch_size=1, halve_learning_rate_every=2000,
+                                 validate_every=200, validation_episodes=100),
+            "paper": TrainConfig("paper", episodes=20_000, batch_size=1, halve_learning_rate_every=2000,
+                                 validate_every=1000, validation_episodes=600),
+        }[budget]
+        return Recipe("episodic", config, train_ways=ways, train_queries=queries)
 
     def __init__(self, task: TaskSpec, hidden_size: int = 64, layers: int = 4) -> None:
         super().__init__(task)

@@ -68,6 +68,27 @@ def resolve(name: str) -> type[Learner]:
     return learner
 
 
+def builtins_of(kind: type[Learner] = Learner) -> list[str]:
+    """The built-in names whose class is a ``kind`` (``SequenceLearner``: the sequence models), in
+    registry order."""
+    return [name for name in BUILTIN_MODELS if issubclass(resolve(name), kind)]
+
+
+def default_models() -> list[str]:
+    """The built-ins the bench runs when no models are named: those whose class is
+    ``in_default_bench``, in registry order."""
+    return [name for name in BUILTIN_MODELS if resolve(name).in_default_bench]
+
+
+def model_label(name: str) -> str:
+    """A model's display label: its class's ``label``, else its name (also for a plug-in named in
+    results that cannot be imported here)."""
+    try:
+        return resolve(name).label or name
+    except FewshotMemError:
+        return name
+
+
 def create(name: str, task: TaskSpec, **hyperparameters) -> Learner:
     """Builds a learner for ``task`` with the paper's defaults unless overridden."""
     return resolve(name)(task, **hyperparameters)

@@ -15,6 +15,7 @@ import argparse
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,7 @@ from torch import nn
 
 from ..models.learner import State, TaskSpec
 from ..models.ntm import NTM
+from ..paths import write_atomically
 
 BITS = 8
 
@@ -143,8 +145,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name}: {untrained:.1f} -> {trained:.2f} bits per sequence (lengths 1-{args.max_length}) "
               f"after {args.steps} steps of {args.batch_size} ({seconds:.0f} s)", flush=True)
     if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(results, handle, indent=2)
+        write_atomically(json.dumps(results, indent=2).encode(), Path(args.out))
 
 
 if __name__ == "__main__":
