@@ -2,10 +2,11 @@
 validate and cache them once, open the cache, and prepare it from the command line.
 
 A data set subclasses :class:`CachedDataset` and supplies its specifics: its parts, where each
-may be (``find``), what to tell someone who has none (``searched``, ``how_to_get``), how to
-fetch a missing part (``download``), how to validate, write and read back its cache
-(``index``, ``write_cache``, ``from_cache``), and the class pool of a split (``pool``), which is
-all the samplers see of it. Loading is then one path for all (:meth:`CachedDataset.prepare`):
+may be (``find``), what to tell someone who has none (``name_parts``, ``searched``,
+``how_to_get``), how to fetch a missing part (``download``), how to validate, write and read back
+its cache (``index``, ``write_cache``, ``from_cache``), and the class pool of a split (``pool``),
+which is all the samplers see of it. Loading is then one path for all
+(:meth:`CachedDataset.prepare`):
 
     find (or download) -> key: the sources as found + the layout validated -> the cache if it is
     current and intact, else validate, build it in a staging directory, and open that.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from abc import ABC, abstractmethod
 import shutil
 import time
 from dataclasses import asdict
@@ -60,7 +62,7 @@ def layout_key(layout: Any) -> dict:
     return {k: dict(v) if isinstance(v, Mapping) else v for k, v in asdict(layout).items()}
 
 
-class CachedDataset:
+class CachedDataset(ABC):
     """A data set found (or downloaded) under the data root, validated and cached once.
 
     Subclasses set the class attributes and implement the hooks below; instances are the
@@ -76,51 +78,52 @@ class CachedDataset:
     # --------------------------------------------------------------------------- hooks
 
     @classmethod
+    @abstractmethod
     def find(cls, root: Path) -> dict[str, Source]:
         """The source found for each part (parts found nowhere are left out)."""
-        raise NotImplementedError
 
     @classmethod
+    @abstractmethod
     def name_parts(cls, parts: list[str]) -> str:
         """How a message names the missing ``parts``: "images_background", "val split"."""
-        raise NotImplementedError
 
     @classmethod
+    @abstractmethod
     def searched(cls, root: Path) -> list[str]:
         """One line per place searched, for the message when something is missing."""
-        raise NotImplementedError
 
     @classmethod
+    @abstractmethod
     def how_to_get(cls, root: Path, offer_download: bool) -> str:
         """The end of that message: how to get the data set or point at a copy."""
-        raise NotImplementedError
 
     @classmethod
+    @abstractmethod
     def download(cls, root: Path, missing: list[str], url_base: str | None, checksums: Mapping[str, str],
                  progress: bool) -> dict[str, Source]:
         """Fetches the ``missing`` parts; raises DownloadError, or DataNotFoundError when it cannot try."""
-        raise NotImplementedError
 
     @classmethod
+    @abstractmethod
     def index(cls, sources: Mapping[str, Source], layout: Any) -> Any:
-        """Validates the sources cheaply (names, not contents) before anything is written."""
-        raise NotImplementedError
+        """Validates the sources cheaply (names, not contents) before anything is written; returns
+        what :meth:`write_cache` needs of them."""
 
     @classmethod
+    @abstractmethod
     def write_cache(cls, stage: cache.Stage, sources: Mapping[str, Source], index: Any, layout: Any,
                     progress: bool, **options: Any) -> None:
         """Writes the arrays into ``stage.path`` and what else the cache records into ``stage.meta``."""
-        raise NotImplementedError
 
     @classmethod
+    @abstractmethod
     def from_cache(cls: type[Dataset], cache_dir: Path, meta: dict, layout: Any) -> Dataset | None:
         """The data set read from a current, intact cache; None if its arrays do not fit ``layout``.
         May raise OSError, EOFError, ValueError, KeyError or TypeError for a damaged cache."""
-        raise NotImplementedError
 
+    @abstractmethod
     def pool(self, split: str, image_size: int) -> ClassPool:
         """The classes of ``split`` at ``image_size``, ready for the samplers."""
-        raise NotImplementedError
 
     # --------------------------------------------------------------------------- the one path
 

@@ -122,7 +122,6 @@ def configured_checksums() -> dict[str, str]:
     return {**KNOWN_SHA256, **parse_checksums(os.environ.get(SHA256_VARIABLE, ""))}
 
 
-
 # --------------------------------------------------------------------------- the data set
 
 
@@ -296,23 +295,6 @@ def _csv_reader(source: Source, classes: Mapping[str, list[str]]) -> tuple[list[
     return sorted(classes), lambda wnid: np.stack([decode_image(source.images_dir / name) for name in classes[wnid]])
 
 
-def _build_cache(sources: Mapping[str, Source], cache_dir: Path, key: dict, layout: Layout, progress: bool) -> None:
-    """Validates and copies every split into a staging directory, then renames it into place."""
-    # CSVs are checked on names first (cheap): a missing image fails before a pickle is read.
-    listed = {split: csv_classes(s, layout) for split, s in sources.items() if s.kind == "csv"}
-    with cache.staged(cache_dir, CACHE_VERSION, key) as stage:
-        classes = {}
-        for split in SPLITS:
-            source = sources[split]
-            wnids, read = _csv_reader(source, listed[split]) if split in listed else _pickle_reader(source, layout)
-            _write_split(stage.path / f"{split}.npy", wnids, read, layout.images_per_class,
-                         f"mini-ImageNet {split} ({source.path.name})", progress)
-            classes[split] = wnids
-        stage.meta["classes"] = classes
-        stage.meta["sources"] = {split: str(source.path) for split, source in sources.items()}
-    cache.remove_other_versions(cache_dir, r"miniimagenet-v\d+")
-
-
 def _write_split(path: Path, wnids: list[str], read: ClassReader, per_class: int, label: str,
                  progress: bool) -> None:
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8,
@@ -321,7 +303,6 @@ def _write_split(path: Path, wnids: list[str], read: ClassReader, per_class: int
         out[index] = read(wnid)
     out.flush()
     del out  # closes the memory map before the stage is renamed
-
 
 
 def main(argv: list[str] | None = None) -> None:
