@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from abc import ABC, abstractmethod
 import shutil
 import time
+from abc import ABC, abstractmethod
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Protocol, TypeVar
@@ -40,8 +40,9 @@ class Source(Protocol):
         """Cheap identity of the source (paths as found, sizes, mtimes): a change triggers a rebuild."""
 
 
-def file_fingerprint(kind: str, path: Path, root: Path) -> dict:
-    """``{kind: path relative to root, "bytes": size, "mtime_ns": mtime}`` of one source file."""
+def file_identity(kind: str, path: Path, root: Path) -> dict:
+    """``{kind: path relative to root, "bytes": size, "mtime_ns": mtime}``: a cheap identity of one
+    source file, for a source's ``fingerprint``."""
     stat = path.stat()  # follows a symbolic link to the file itself
     return {kind: os.path.relpath(path, root), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataCorruptError
-from .dataset import file_fingerprint
+from .dataset import file_identity
 
 SPLITS = ("train", "val", "test")
 IMAGE_SIZE = 84
@@ -88,7 +88,7 @@ class Source:
         For a CSV the images folder counts too: its mtime changes when files are added,
         removed or renamed (images edited in place are not noticed).
         """
-        found = file_fingerprint(self.kind, self.path, root)
+        found = file_identity(self.kind, self.path, root)
         if self.kind == "csv":
             found["images_mtime_ns"] = self.images_dir.stat().st_mtime_ns
         return found

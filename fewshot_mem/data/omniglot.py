@@ -116,7 +116,7 @@ class Omniglot(CachedDataset):
         return array
 
     def split(self, name: str) -> OmniglotSplit:
-        """The classes of split ``name`` (a key of :data:`OMNIGLOT_SPLITS`)."""
+        """The classes of split ``name`` (a key of :data:`.omniglot_splits.OMNIGLOT_SPLITS`)."""
         if name not in self._splits:
             self._splits[name] = select_split(self.characters, name)
         return self._splits[name]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from ..errors import DataCorruptError
-from .dataset import first_present, file_fingerprint
+from .dataset import file_identity, first_present
 
 PARTS = ("background", "evaluation")
 IMAGE_SIZE = 105
@@ -78,7 +78,7 @@ class Source:
     def fingerprint(self, root: Path) -> dict:
         """Cheap identity of the source (paths as found, sizes, mtimes): a change triggers a rebuild."""
         if self.is_zip:
-            return file_fingerprint("zip", self.path, root)
+            return file_identity("zip", self.path, root)
         stats = list(_file_stats(self.path))
         return {"folder": os.path.relpath(self.path, root), "files": len(stats), "bytes": sum(s.st_size for s in stats),
                 "mtime_ns": max((s.st_mtime_ns for s in stats), default=0)}
