@@ -71,12 +71,12 @@ def main() -> None:
     omniglot = load_omniglot(args.data_root, progress=False)
     print(f"{'task':<36}{'fewshot-mem ep/s':>18}{'learn2learn ep/s':>18}{'ratio':>8}")
     for size, shots in ((28, 1), (28, 5)):
-        pool = ClassPool.from_omniglot(omniglot, "vinyals/train", size)
+        pool = omniglot.pool("vinyals/train", size)
         ours = batched_rate(EpisodeSampler(pool, ways=5, shots=shots, queries=15), args.batch_size, args.seconds)
         theirs = learn2learn_rate(pool, 5, shots, 15, args.seconds)
         print(f"{f'5-way {shots}-shot, 15 queries, {size}x{size}':<36}{ours:>18,.0f}{theirs:>18,.0f}"
               f"{ours / theirs:>7.1f}x")
-    pool = ClassPool.from_omniglot(omniglot, "vinyals/train", 20)
+    pool = omniglot.pool("vinyals/train", 20)
     sequences = batched_rate(LabelOffsetSampler(pool, ways=5, instances_per_class=10),
                              args.batch_size, args.seconds)
     print(f"{'label-offset 5 classes x 10, 20x20':<36}{sequences:>18,.0f}{'-':>18}{'-':>8}")

@@ -43,7 +43,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).
 from reference_models import reference_for  # noqa: E402
 
 from fewshot_mem.cuda_graphs import TrainingStep  # noqa: E402
-from fewshot_mem.data.episodes import ClassPool, LabelOffsetSampler, SequenceBatch, encode_labels  # noqa: E402
+from fewshot_mem.data.episodes import LabelOffsetSampler, SequenceBatch, encode_labels  # noqa: E402
 from fewshot_mem.errors import FewshotMemError  # noqa: E402
 from fewshot_mem.models.learner import SequenceLearner, TaskSpec, classification_loss  # noqa: E402
 from fewshot_mem.models.registry import create  # noqa: E402
@@ -84,7 +84,7 @@ def sampler_batches(count: int, batch_size: int, data_root) -> list[SequenceBatc
     from fewshot_mem.data.omniglot import load_omniglot
 
     omniglot = load_omniglot(data_root, progress=False, download=False)
-    sampler = LabelOffsetSampler(ClassPool.from_omniglot(omniglot, "vinyals/train", IMAGE_SIZE), WAYS, INSTANCES)
+    sampler = LabelOffsetSampler(omniglot.pool("vinyals/train", IMAGE_SIZE), WAYS, INSTANCES)
     return [sampler.batch(np.arange(i * batch_size, (i + 1) * batch_size)) for i in range(count)]
 
 

@@ -186,8 +186,8 @@ def load_pools(suite: Suite, data_root=None, progress: bool = True, download: bo
     roles = (("train", suite.train_split), ("val", suite.val_split), ("test", suite.test_split))
     if suite.dataset == "omniglot":
         omniglot = load_omniglot(data_root, progress=progress, download=download)
-        return {role: ClassPool.from_omniglot(omniglot, split, suite.image_size) for role, split in roles}
+        return {role: omniglot.pool(split, suite.image_size) for role, split in roles}
     if suite.dataset == "miniimagenet":
         miniimagenet = load_miniimagenet(data_root, progress=progress, download=download)
-        return {role: ClassPool.from_miniimagenet(miniimagenet, split, suite.image_size) for role, split in roles}
+        return {role: miniimagenet.pool(split, suite.image_size) for role, split in roles}
     raise DataNotFoundError(f"{suite.id} names an unknown dataset {suite.dataset!r}; known: omniglot, miniimagenet")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fewshot_mem.data.omniglot import describe_missing, load_omniglot
+from fewshot_mem.data.omniglot import Omniglot, load_omniglot
 from fewshot_mem.paths import DATA_ROOT_VARIABLE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,9 +47,9 @@ def link_shared_omniglot(shared_data_dir: Path, root: Path) -> Path:
 def omniglot_root(shared_data_dir, tmp_path_factory) -> Path:
     if os.environ.get(TEST_ROOT_VARIABLE):
         root = Path(os.environ[TEST_ROOT_VARIABLE])
-        return root if not describe_missing(root) else link_shared_omniglot(shared_data_dir, root)
+        return root if not Omniglot.describe_missing(root) else link_shared_omniglot(shared_data_dir, root)
     configured = os.environ.get(DATA_ROOT_VARIABLE)
-    if configured and not describe_missing(configured):
+    if configured and not Omniglot.describe_missing(configured):
         return Path(configured)
     return link_shared_omniglot(shared_data_dir, tmp_path_factory.mktemp("data"))
 

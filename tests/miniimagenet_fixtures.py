@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fewshot_mem.data.miniimagenet import CSVS, PICKLES, SPLIT_WNIDS, SPLITS, Layout
+from fewshot_mem.data.miniimagenet_files import CSVS, PICKLES, SPLIT_WNIDS, SPLITS, Layout
 
 # 5-shot episodes with 15 queries per class, as the suites test, need 20 images of a class.
 SUITE_IMAGES_PER_CLASS = 20

@@ -69,7 +69,7 @@ def test_unseen_labels_get_the_novelty_score_and_seen_ones_their_own():
 
 
 def real_pool(omniglot, split: str) -> ClassPool:
-    return ClassPool.from_omniglot(omniglot, split, 20)
+    return omniglot.pool(split, 20)
 
 
 def test_online_adapters_predict_at_every_step_and_favour_unseen_labels_at_first_sight(omniglot):

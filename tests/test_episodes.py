@@ -23,7 +23,7 @@ SPLITS = ("vinyals/train", "vinyals/val", "vinyals/test")
 
 @pytest.fixture(scope="module")
 def pools(omniglot) -> dict[str, ClassPool]:
-    return {split: ClassPool.from_omniglot(omniglot, split, 20) for split in SPLITS}
+    return {split: omniglot.pool(split, 20) for split in SPLITS}
 
 
 @pytest.fixture(scope="module")
@@ -233,9 +233,9 @@ def test_fingerprint_is_the_same_in_a_fresh_process(omniglot_root, pools):
     script = (
         "import torch; torch.set_num_threads(1)\n"
         "from fewshot_mem.data.omniglot import load_omniglot\n"
-        "from fewshot_mem.data.episodes import ClassPool, EpisodeSampler, fingerprint\n"
+        "from fewshot_mem.data.episodes import EpisodeSampler, fingerprint\n"
         f"o = load_omniglot({str(omniglot_root)!r}, download=False, progress=False)\n"
-        "pool = ClassPool.from_omniglot(o, 'vinyals/test', 20)\n"
+        "pool = o.pool('vinyals/test', 20)\n"
         "print(fingerprint(EpisodeSampler(pool, ways=5, shots=1, queries=5), 100, batch_size=9))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)

@@ -20,11 +20,9 @@ from PIL import Image
 from conftest import SHARED_DATA
 from fewshot_mem import bench, suites
 from fewshot_mem.budgets import recipe
-from fewshot_mem.data import miniimagenet as miniimagenet_module
-from fewshot_mem.data.episodes import ClassPool
-from fewshot_mem.data.miniimagenet import (CACHE_NAME, CSVS, PICKLES, SHA256_VARIABLE, SPLIT_WNIDS, SPLITS,
-                                           URL_VARIABLE, check_classes, find_sources, load_miniimagenet,
-                                           parse_checksums, read_csv)
+from fewshot_mem.data.miniimagenet import (CACHE_NAME, CSVS, PICKLES, SHA256_VARIABLE, SPLITS, URL_VARIABLE,
+                                           MiniImageNet, find_sources, load_miniimagenet, parse_checksums)
+from fewshot_mem.data.miniimagenet_files import SPLIT_WNIDS, check_classes, read_csv
 from fewshot_mem.errors import DataCorruptError, DataNotFoundError
 from fewshot_mem.models import encoders
 from fewshot_mem.models.contract import CHECKS, synthetic_pool
@@ -92,7 +90,7 @@ def test_each_form_loads_into_memory_mapped_channel_first_pools(tmp_path, form):
     root = make_copy(tmp_path, form, images_per_class=3)
     data = load(root, 3)
     for split in SPLITS:
-        pool = ClassPool.from_miniimagenet(data, split)
+        pool = data.pool(split)
         assert pool.images.shape == (len(SPLIT_WNIDS[split]), 3, 3, 84, 84) and pool.images.dtype == torch.uint8
         assert pool.class_names == SPLIT_WNIDS[split] and pool.name == f"miniimagenet/{split}@84"
         assert isinstance(data.images(split), np.memmap) and not data.images(split).flags.writeable
@@ -103,11 +101,11 @@ def test_each_form_loads_into_memory_mapped_channel_first_pools(tmp_path, form):
     assert sorted(p.name for p in data.cache_dir.iterdir()) == ["meta.json", "test.npy", "train.npy", "val.npy"]
     assert [p.name for p in data.cache_dir.parent.iterdir()] == [CACHE_NAME]  # no staging left over
     with pytest.raises(ValueError, match="84x84"):
-        ClassPool.from_miniimagenet(data, "test", image_size=28)
+        data.pool("test", image_size=28)
 
 
 def test_both_forms_of_the_same_images_give_the_same_pools(tmp_path):
-    pools = {form: ClassPool.from_miniimagenet(load(make_copy(tmp_path / form, form, 3), 3), "val") for form in FORMS}
+    pools = {form: load(make_copy(tmp_path / form, form, 3), 3).pool("val") for form in FORMS}
     assert pools["pickle"].class_names == pools["csv"].class_names
     pickled, decoded = pools["pickle"].images.float().flatten(2), pools["csv"].images.float().flatten(2)
     distances = (pickled[:, :, None] - decoded[:, None]).abs().mean(-1)  # (C, I, I), JPEG's loss on the diagonal
@@ -140,8 +138,8 @@ def test_a_second_load_uses_the_cache_and_a_changed_source_is_rebuilt(tmp_path, 
     root = make_copy(tmp_path, "pickle")
     first = load(root)
     builds = []
-    original = miniimagenet_module._build_cache
-    monkeypatch.setattr(miniimagenet_module, "_build_cache", lambda *args: builds.append(args) or original(*args))
+    original = MiniImageNet.build_cache
+    monkeypatch.setattr(MiniImageNet, "build_cache", lambda *args: builds.append(args) or original(*args))
     again = load(root)
     assert builds == [] and np.array_equal(again.images("train"), first.images("train"))
     changed = root / "miniimagenet" / PICKLES["test"]

@@ -19,8 +19,11 @@ from PIL import Image
 
 from fewshot_mem.data import cache as cache_module
 from fewshot_mem.data import omniglot as omniglot_module
-from fewshot_mem.data.omniglot import (CACHE_NAME, CACHE_VERSION, OMNIGLOT_SPLITS, Layout, describe_missing,
-                                       find_sources, index_members, load_omniglot, rotate)
+from fewshot_mem.data.episodes import EpisodeSampler
+from fewshot_mem.data.omniglot import (CACHE_NAME, CACHE_VERSION, Layout, Omniglot, find_sources, index_members,
+                                       load_omniglot, rotate)
+from fewshot_mem.data.omniglot_files import searched_paths
+from fewshot_mem.data.omniglot_splits import OMNIGLOT_SPLITS
 from fewshot_mem.errors import CacheError, DataCorruptError, DataNotFoundError, FewshotMemError
 from fewshot_mem.paths import default_data_root, resolve_data_root
 from omniglot_fixtures import (TINY_BACKGROUND, TINY_LAYOUT, TINY_NAMES, make_fake_omniglot_zip,
@@ -97,6 +100,29 @@ def test_every_class_keeps_its_metadata(omniglot, split):
         meta = omniglot.characters[character]
         assert name == f"{meta.alphabet}/character{meta.number:02d}/rot{rotation:03d}"
         assert 1 <= meta.official_id <= 1623 and meta.number >= 1
+
+
+@pytest.mark.parametrize("split, size", [(split, 20) for split in sorted(OMNIGLOT_SPLITS)]
+                         + [("vinyals/test", 28), ("lake/evaluation", 105)])
+def test_a_pool_holds_each_named_character_rotated_and_episodes_show_it(omniglot, split, size):
+    """Omniglot.pool against a derivation from the class names alone: class "Alphabet/characterNN/rotDDD"
+    holds that character's 20 drawings at ``size`` turned DDD degrees counter-clockwise (np.rot90), and
+    sampled episodes show exactly those images. Fails if a pool's classes, their order (checked against
+    the split), their rotation or their pixels change; the README's suite fingerprints pin the order."""
+    pool = omniglot.pool(split, size)
+    position = {character.name: i for i, character in enumerate(omniglot.characters)}
+    drawings = omniglot.images(size)
+    expected = []
+    for name in pool.class_names:
+        character, degrees = name.rsplit("/rot", 1)
+        expected.append(np.rot90(drawings[position[character]], k=int(degrees) // 90, axes=(-2, -1)))
+    expected = torch.from_numpy(np.stack(expected)).unsqueeze(2)  # (C, 20, 1, S, S)
+    assert pool.name == f"omniglot/{split}@{size}"
+    assert pool.class_names == tuple(omniglot.split(split).class_names(omniglot))
+    assert torch.equal(pool.images, expected)
+    batch = EpisodeSampler(pool, ways=5, shots=1, queries=2, seed=7).batch(range(6))
+    shown = expected[batch.classes.gather(1, batch.query_labels), batch.query_instances]
+    assert torch.equal(batch.query_images, shown)
 
 
 def test_images_are_ink_on_empty_background(omniglot):
@@ -193,7 +219,7 @@ def test_tiny_data_set_loads_from_zips(tmp_path):
 
 def test_parallel_decoding_equals_serial_decoding(tmp_path):
     make_tiny_omniglot(tmp_path / "omniglot")
-    sources, _ = find_sources(tmp_path)
+    sources = find_sources(tmp_path)
     index = index_members(sources, TINY_LAYOUT)
 
     def decode(workers: int) -> dict[int, tuple[np.ndarray, ...]]:
@@ -207,7 +233,7 @@ def test_parallel_decoding_equals_serial_decoding(tmp_path):
 
 def test_a_worker_error_reaches_the_caller(tmp_path):
     make_tiny_omniglot(tmp_path / "omniglot", corrupt=("Gamma/character01/0004_20.png",))
-    sources, _ = find_sources(tmp_path)
+    sources = find_sources(tmp_path)
     index = index_members(sources, TINY_LAYOUT)
     with pytest.raises(DataCorruptError, match="0004_20.png is not a readable PNG"):
         list(omniglot_module.decode_images(sources, index, workers=2, chunk=10, progress=False))
@@ -233,7 +259,7 @@ def test_extracted_folders_are_preferred_to_zips(tmp_path):
     zips = make_tiny_omniglot(tmp_path / "omniglot")
     with zipfile.ZipFile(zips["background"]) as archive:
         archive.extractall(tmp_path / "omniglot")
-    sources, searched = find_sources(tmp_path)
+    sources, searched = find_sources(tmp_path), searched_paths(tmp_path)
     assert not sources["background"].is_zip and sources["evaluation"].is_zip
     assert searched.index(tmp_path / "omniglot-py" / "images_background") < \
         searched.index(tmp_path / "omniglot" / "images_background.zip")
@@ -408,16 +434,17 @@ def test_no_data_without_download_lists_the_paths_searched(tmp_path):
             assert str(folder / f"images_{part}.zip") in message
     assert "--data-root" in message and "FEWSHOT_MEM_DATA" in message
     assert str(tmp_path / "omniglot") in message and "images_background.zip" in message
-    assert describe_missing(tmp_path).split("Searched:")[1] == message.split("Searched:")[1]  # same paths, advice
+    # the same paths and advice
+    assert Omniglot.describe_missing(tmp_path).split("Searched:")[1] == message.split("Searched:")[1]
     assert snapshot(tmp_path) == {}
 
 
 def test_describe_missing_names_only_what_is_missing(tmp_path):
     zips = make_tiny_omniglot(tmp_path / "omniglot")
-    assert describe_missing(tmp_path) == ""
+    assert Omniglot.describe_missing(tmp_path) == ""
     zips["evaluation"].unlink()
     (tmp_path / "omniglot" / "images_evaluation.zip").symlink_to(tmp_path / "gone.zip")
-    message = describe_missing(tmp_path)
+    message = Omniglot.describe_missing(tmp_path)
     assert "Omniglot (images_evaluation) was not found" in message
     assert "broken symbolic link" in message
 

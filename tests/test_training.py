@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from fewshot_mem.checkpoints import load_checkpoint
-from fewshot_mem.data.episodes import ClassPool, EpisodeSampler, LabelOffsetSampler
+from fewshot_mem.data.episodes import EpisodeSampler, LabelOffsetSampler
 from fewshot_mem.evaluate import evaluate_episodic, evaluate_online
 from fewshot_mem.models.contract import SMALL_IMAGE, synthetic_pool
 from fewshot_mem.models.learner import TaskSpec
@@ -168,8 +168,8 @@ def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_pa
 @pytest.mark.slow
 def test_mann_learns_on_real_omniglot_above_chance(omniglot, tmp_path):
     """A short run: MANN's 2nd-instance accuracy rises clearly above an untrained MANN's."""
-    train = LabelOffsetSampler(ClassPool.from_omniglot(omniglot, "vinyals/train", 20), 5, 10, seed=0)
-    test = LabelOffsetSampler(ClassPool.from_omniglot(omniglot, "vinyals/test", 20), 5, 10, seed=1)
+    train = LabelOffsetSampler(omniglot.pool("vinyals/train", 20), 5, 10, seed=0)
+    test = LabelOffsetSampler(omniglot.pool("vinyals/test", 20), 5, 10, seed=1)
     torch.manual_seed(0)
     learner = create("mann", TaskSpec(5))
     untrained = evaluate_online(learner, test, 300).estimates["instance_2"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import warnings
 from dataclasses import dataclass, fields, replace
 from typing import Literal, Sequence
 
@@ -48,7 +47,8 @@ class ClassPool:
     ``images[c, i]`` is instance ``i`` of class ``c``; ``class_names[c]`` is a
     stable, human-readable identity (``Alphabet/characterNN/rotDDD`` for
     Omniglot, the WordNet id for mini-ImageNet) that fingerprints hash instead
-    of machine-dependent indices.
+    of machine-dependent indices. Each data set makes its pools (``Omniglot.pool``,
+    ``MiniImageNet.pool``); samplers know only this class.
     """
 
     name: str
@@ -73,35 +73,6 @@ class ClassPool:
     def digest(self) -> str:
         """sha256 of the pool's class names, in order."""
         return hashlib.sha256("\n".join(self.class_names).encode()).hexdigest()
-
-    @classmethod
-    def from_omniglot(cls, omniglot, split: str, image_size: int) -> "ClassPool":
-        """Materialize an Omniglot split: each (character, rotation) becomes a class."""
-        chosen = omniglot.split(split)
-        base = np.asarray(omniglot.images(image_size)[chosen.characters])  # (C, 20, S, S)
-        rotated = np.empty_like(base)
-        for degrees in np.unique(chosen.rotations):
-            mask = chosen.rotations == degrees
-            rotated[mask] = np.rot90(base[mask], k=int(degrees) // 90, axes=(-2, -1))
-        images = torch.from_numpy(rotated).unsqueeze(2)  # (C, 20, 1, S, S)
-        return cls(f"omniglot/{split}@{image_size}", images, tuple(chosen.class_names(omniglot)))
-
-    @classmethod
-    def from_miniimagenet(cls, miniimagenet, split: str, image_size: int = 84) -> "ClassPool":
-        """A mini-ImageNet split ("train", "val", "test"), each class named by its wnid.
-
-        The pool is a view of the memory-mapped cache: images are read from disk as episodes
-        gather them, so the 60,000 images need not sit in memory.
-        """
-        if image_size != miniimagenet.image_size:
-            raise ValueError(f"mini-ImageNet images are {miniimagenet.image_size}x{miniimagenet.image_size}, "
-                             f"not {image_size}x{image_size}")
-        with warnings.catch_warnings():
-            # The map is read-only and torch warns that it cannot enforce that; pools are only
-            # ever gathered from (which copies), and copying first would load up to 1.3 GB.
-            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            images = torch.from_numpy(miniimagenet.images(split))  # (C, 600, 3, 84, 84)
-        return cls(f"miniimagenet/{split}@{image_size}", images, tuple(miniimagenet.classes[split]))
 
 
 @dataclass(frozen=True)
@@ -273,14 +244,6 @@ class LabelOffsetSampler:
         if not 0 < self.instances_per_class <= self.pool.instances_per_class:
             raise ValueError(f"{self.instances_per_class} instances per class asked for; "
                              f"the pool has {self.pool.instances_per_class}")
-
-    @property
-    def steps(self) -> int:
-        return self.ways * self.instances_per_class
-
-    @property
-    def code_size(self) -> int:
-        return self.ways if self.encoding == "one-hot" else STRING_LENGTH * STRING_SYMBOLS
 
     def config(self) -> dict:
         return {"kind": "label-offset", "pool": self.pool.name, "pool_digest": self.pool.digest,
