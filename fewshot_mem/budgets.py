@@ -142,6 +142,8 @@ def _family_recipe(model: str, suite: Suite, budget: str) -> Recipe:
         return _sequence_recipe(model, suite, budget)
     if model == "maml":
         return _maml_recipe(suite, budget)
+    if model == "imaml":  # its recipe lives on its class
+        return resolve(model).recipe(suite, budget)
     if model in ("protonet", "knn-features"):  # kNN on deep features: ProtoNet's embedding, trained as ProtoNet
         return _protonet_recipe(suite, budget)
     if model == "knn-pixels":

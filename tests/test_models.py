@@ -24,6 +24,7 @@ TINY = {"mann": dict(controller_size=6, memory_slots=5, memory_width=3, read_hea
         "lstm": dict(controller_size=6),
         "protonet": dict(hidden_size=8),
         "maml": dict(hidden_size=8),
+        "imaml": resolve("imaml").test_hyperparameters,
         "knn-pixels": {},
         "knn-features": dict(hidden_size=8, neighbours=2)}
 
