@@ -20,7 +20,8 @@ def tiny_imaml(**settings) -> IMAMLLearner:
     proximal problem to machine precision: with Conv-4's ReLUs and batch norm over a few images
     it does not converge that far, and finite differences of an unsolved φ* mean nothing."""
     torch.manual_seed(0)
-    learner = IMAMLLearner(TASK, **{"hidden_size": 2, "inner_steps": 200, "inner_lr": 0.02, "lam": 10.0, **settings})
+    settings = {"hidden_size": 2, "inner_steps": 200, "inner_lr": 0.02, "lam": 10.0, **settings}
+    learner = IMAMLLearner(TASK, **settings)
     learner.network.module = nn.Sequential(nn.Flatten(), nn.Linear(400, 3), nn.Tanh(), nn.Linear(3, 2))
     return learner.double().train()
 
@@ -37,7 +38,8 @@ def query_loss(learner: IMAMLLearner) -> torch.Tensor:
 def test_conjugate_gradient_solves_a_positive_definite_system():
     generator = torch.Generator().manual_seed(0)
     root = torch.randn(6, 6, dtype=torch.float64, generator=generator)
-    matrix, b = root @ root.T + torch.eye(6, dtype=torch.float64), torch.randn(6, dtype=torch.float64, generator=generator)
+    matrix = root @ root.T + torch.eye(6, dtype=torch.float64)
+    b = torch.randn(6, dtype=torch.float64, generator=generator)
     torch.testing.assert_close(conjugate_gradient(lambda v: matrix @ v, b, steps=6), torch.linalg.solve(matrix, b))
 
 

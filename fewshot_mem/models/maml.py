@@ -155,8 +155,8 @@ class MAMLLearner(NoveltyScoring, Learner):
         return scores
 
     def per_episode(self, function: Callable) -> Callable:
-        """``function(weights, prefix, prefix labels, seen so far)`` mapped over the episodes of a batch: by
-        ``vmap``, except where a second-order meta-gradient will flow back through it. There
+        """``function(weights, prefix, prefix labels, seen so far)`` mapped over the episodes of a
+        batch: by ``vmap``, except where a second-order meta-gradient will flow back through it. There
         episode by episode: backpropagating through the gradient of batch norm under ``vmap``
         gives a wrong second-order term (torch 2.14; ``tests/test_maml_adaptation.py`` shows it
         against learn2learn), and evaluation must stay on ``vmap`` to score the board's weights
