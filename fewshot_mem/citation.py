@@ -92,6 +92,13 @@ BIBTEX: dict[str, str] = {
   pages = {1126--1135},
   year = {2017}
 }""",
+    "rajeswaran2019": """@inproceedings{rajeswaran2019,
+  title = {Meta-Learning with Implicit Gradients},
+  author = {Rajeswaran, Aravind and Finn, Chelsea and Kakade, Sham M. and Levine, Sergey},
+  booktitle = {Advances in Neural Information Processing Systems 32 (NeurIPS 2019)},
+  pages = {113--124},
+  year = {2019}
+}""",
     "snell2017": """@inproceedings{snell2017,
   title = {Prototypical Networks for Few-shot Learning},
   author = {Snell, Jake and Swersky, Kevin and Zemel, Richard},

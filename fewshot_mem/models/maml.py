@@ -1,9 +1,9 @@
 """MAML (Finn, Abbeel & Levine 2017, "Model-Agnostic Meta-Learning for Fast Adaptation of
-Deep Networks", ICML) with learn2learn's ``MAML.clone()`` / ``adapt()`` and Conv-4 blocks."""
+Deep Networks", ICML) with one functional adaptation (:class:`FunctionalMAML`) and Conv-4 blocks."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Callable, ClassVar
 
 from .l2l import learn2learn as l2l
 import torch
@@ -18,6 +18,8 @@ from .online import NoveltyScoring, previous_labels
 
 if TYPE_CHECKING:
     from ..suites import Suite
+
+Weights = dict[str, torch.Tensor]  # parameter name -> tensor, as ``named_parameters`` gives them
 
 
 def conv4_classifier(task: TaskSpec, hidden_size: int, max_pool: bool) -> nn.Module:
@@ -39,10 +41,58 @@ def conv4_classifier(task: TaskSpec, hidden_size: int, max_pool: bool) -> nn.Mod
     return nn.Sequential(features, nn.Flatten(), head)
 
 
+def gradient_descent(objective: Callable[[Weights], torch.Tensor], weights: Weights, steps: int,
+                     step_size: float, first_order: bool = False) -> Weights:
+    """``steps`` steps of SGD on ``objective`` from ``weights``: φ ← φ − step_size·∇objective(φ).
+
+    Functional: the result is a new dictionary, a differentiable function of ``weights``
+    (so a loss on it backpropagates through the steps: second order), unless ``first_order``
+    detaches each gradient. ``torch.func.grad`` rather than ``torch.autograd.grad``: it
+    composes with an outer backward the same way (create_graph) and also runs under ``vmap``,
+    which batches the online protocol's episodes.
+    """
+    for _ in range(steps):
+        gradients = grad(objective)(weights)
+        weights = {name: w - step_size * (gradients[name].detach() if first_order else gradients[name])
+                   for name, w in weights.items()}
+    return weights
+
+
+class FunctionalMAML(nn.Module):
+    """learn2learn's ``MAML`` wrapper (``module``, ``lr``, ``first_order``, ``adapt``), functionally.
+
+    ``adapt`` returns adapted weights instead of rerouting a clone's parameters, and
+    ``forward(inputs, weights)`` runs the module with them, so one adaptation serves a
+    single episode and, under ``vmap``, a batch of episodes. The state dict is the
+    module's under ``module.``, as learn2learn's wrapper stores it.
+    """
+
+    def __init__(self, module: nn.Module, lr: float, first_order: bool = False) -> None:
+        super().__init__()
+        self.module, self.lr, self.first_order = module, lr, first_order
+
+    def weights(self) -> Weights:
+        """The meta-learned initial weights θ."""
+        return dict(self.module.named_parameters())
+
+    def forward(self, inputs: torch.Tensor, weights: Weights | None = None) -> torch.Tensor:
+        return self.module(inputs) if weights is None else functional_call(self.module, weights, (inputs,))
+
+    def support_loss(self, weights: Weights, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self(inputs, weights), labels)
+
+    def adapt(self, inputs: torch.Tensor, labels: torch.Tensor, steps: int, weights: Weights | None = None,
+              first_order: bool | None = None) -> Weights:
+        """``steps`` steps of SGD at ``lr`` on the support loss of (M, c, H, W) inputs, (M,) labels."""
+        return gradient_descent(lambda w: self.support_loss(w, inputs, labels),
+                                self.weights() if weights is None else weights, steps, self.lr,
+                                self.first_order if first_order is None else first_order)
+
+
 class MAMLLearner(NoveltyScoring, Learner):
     """A classifier meta-trained so that a few gradient steps on a support set fit it.
 
-    Each episode adapts a learn2learn clone with ``inner_steps`` steps of SGD at
+    Each episode adapts the weights (``FunctionalMAML.adapt``) with ``inner_steps`` steps of SGD at
     ``inner_lr`` on the support loss (``test_inner_steps`` at evaluation), then
     scores the queries; the meta-gradient flows through the adaptation unless
     ``first_order``. Batch norm uses the statistics of the batch it sees, as in
@@ -50,7 +100,7 @@ class MAMLLearner(NoveltyScoring, Learner):
     of one episode when scoring it (transductive within an episode, never
     across episodes).
 
-    Online, the clone is adapted afresh on the labelled prefix at every step,
+    Online, the weights are adapted afresh on the labelled prefix at every step,
     x_t is scored in one batch with the prefix (so batch norm sees only the
     past), and unseen labels get the calibrated novelty score (``models.online``).
 
@@ -95,55 +145,50 @@ class MAMLLearner(NoveltyScoring, Learner):
         super().__init__(task)
         max_pool = task.image_shape[0] == 3 if max_pool is None else max_pool
         self.inner_steps, self.test_inner_steps = inner_steps, test_inner_steps
-        self.maml = l2l.algorithms.MAML(conv4_classifier(task, hidden_size, max_pool), lr=inner_lr,
-                                        first_order=first_order)
+        self.maml = FunctionalMAML(conv4_classifier(task, hidden_size, max_pool), inner_lr, first_order)
         self._init_novelty()
 
     def _steps(self) -> int:
         return self.inner_steps if self.training else self.test_inner_steps
 
-    def adapted(self, images: torch.Tensor, labels: torch.Tensor) -> l2l.algorithms.MAML:
-        """A clone adapted on (M, c, H, W) uint8 images and (M,) labels."""
+    def adapted(self, images: torch.Tensor, labels: torch.Tensor, weights: Weights | None = None) -> Weights:
+        """Weights adapted on (M, c, H, W) uint8 images and (M,) labels (from θ unless ``weights``)."""
         inputs = images_to_float(images).to(self.dtype)
         with torch.enable_grad():  # the evaluator runs under no_grad; adaptation needs gradients
-            # Evaluation needs no meta-gradient: first-order clones keep no graph of the inner loop.
-            clone = self.maml.clone(first_order=None if self.training else True)
-            for _ in range(self._steps()):
-                clone.adapt(F.cross_entropy(clone(inputs), labels))
-        return clone
+            # Evaluation needs no meta-gradient: first-order steps keep no graph of the inner loop.
+            return self.maml.adapt(inputs, labels, self._steps(), weights, None if self.training else True)
 
     def episodic_logits(self, inputs: EpisodicInputs) -> torch.Tensor:
-        # One adapted clone per episode: learn2learn adapts modules, not batches of them.
-        scores = [self.adapted(support, labels)(images_to_float(queries).to(self.dtype))
+        # One episode at a time, not under vmap: batched convolutions would round differently,
+        # and the board's weights must score exactly as they did when submitted.
+        scores = [self.maml(images_to_float(queries).to(self.dtype), self.adapted(support, labels))
                   for support, labels, queries in zip(inputs.support_images, inputs.support_labels,
                                                       inputs.query_images)]
         return torch.stack(scores)  # (B, N·Q, N)
 
     def seen_scores(self, inputs: OnlineInputs) -> torch.Tensor:
-        """Adapts on each prefix and scores the next image, all episodes of the batch at once.
-
-        learn2learn adapts one module at a time, so the online path takes the same
-        functional view it uses internally (parameters minus α·gradient) and
-        vectorizes it over episodes with ``torch.func``; the episodic path above
-        stays on ``MAML.clone()`` / ``adapt()``.
-        """
-        module, steps, alpha = self.maml.module, self._steps(), self.maml.lr
-        parameters = dict(module.named_parameters())
+        """Adapts on each prefix and scores the next image, with the same ``adapted`` as the
+        episodic protocol, all episodes of the batch at once (``per_episode``)."""
         images = images_to_float(inputs.images).to(self.dtype)  # (B, T, c, H, W)
         labels = previous_labels(inputs.previous_codes)  # (B, T−1): y_1..y_{T−1}, as the codes show them
 
-        def support_loss(weights, inputs, targets):
-            return F.cross_entropy(functional_call(module, weights, (inputs,)), targets)
-
         def adapt_and_score(weights, prefix, prefix_labels, seen_so_far):
-            for _ in range(steps):
-                gradients = grad(support_loss)(weights, prefix, prefix_labels)
-                weights = {name: w - alpha * gradients[name] for name, w in weights.items()}
             # x_t is scored in one batch with the prefix so that batch norm sees only the past.
-            return functional_call(module, weights, (seen_so_far,))[-1]
+            return self.maml(seen_so_far, self.adapted(prefix, prefix_labels, weights))[-1]
 
-        per_episode = vmap(adapt_and_score, in_dims=(None, 0, 0, 0), randomness="same")
         scores = images.new_zeros(*images.shape[:2], self.task.ways)
         for step in range(1, images.shape[1]):  # at step 0 every label is unseen: ν decides alone
-            scores[:, step] = per_episode(parameters, images[:, :step], labels[:, :step], images[:, : step + 1])
+            scores[:, step] = self.per_episode(adapt_and_score)(self.maml.weights(), images[:, :step],
+                                                                labels[:, :step], images[:, : step + 1])
         return scores
+
+    def per_episode(self, function: Callable) -> Callable:
+        """``function(weights, prefix, prefix labels, seen so far)`` mapped over the episodes of a
+        batch: by ``vmap``, except where a second-order meta-gradient will flow back through it. There
+        episode by episode: backpropagating through the gradient of batch norm under ``vmap``
+        gives a wrong second-order term (torch 2.14; ``tests/test_maml_adaptation.py`` shows it
+        against learn2learn), and evaluation must stay on ``vmap`` to score the board's weights
+        exactly as they were scored (a loop rounds differently)."""
+        if self.training and torch.is_grad_enabled() and not self.maml.first_order:
+            return lambda weights, *episodes: torch.stack([function(weights, *e) for e in zip(*episodes)])
+        return vmap(function, in_dims=(None, 0, 0, 0), randomness="same")

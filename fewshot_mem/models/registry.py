@@ -24,6 +24,7 @@ BUILTIN_MODELS: dict[str, str] = {
     "dnc": "fewshot_mem.models.dnc:DNC",
     "lstm": "fewshot_mem.models.lstm:LSTMLearner",
     "maml": "fewshot_mem.models.maml:MAMLLearner",
+    "imaml": "fewshot_mem.models.imaml:IMAMLLearner",
     "protonet": "fewshot_mem.models.protonet:ProtoNetLearner",
     "knn-pixels": "fewshot_mem.models.knn:KNNPixelsLearner",
     "knn-features": "fewshot_mem.models.knn:KNNFeaturesLearner",
