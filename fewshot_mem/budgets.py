@@ -146,6 +146,8 @@ def _family_recipe(model: str, suite: Suite, budget: str) -> Recipe:
         return _protonet_recipe(suite, budget)
     if model == "knn-pixels":
         return _untrained_recipe(suite, budget)
+    if model == "meta-lstm":  # its recipe lives on its class
+        return resolve(model).recipe(suite, budget)
     assert model not in BUILTIN_MODELS, model
     return _plugin_recipe(model, budget)
 

@@ -26,7 +26,7 @@ from .suites import get_suite
 
 MODEL_LABELS = {"mann": "MANN (LRUA)", "ntm": "MANN (NTM addressing)", "dnc": "DNC", "lstm": "LSTM",
                 "maml": "MAML", "protonet": "ProtoNet", "knn-pixels": "kNN (raw pixels)",
-                "knn-features": "kNN (deep features)"}
+                "knn-features": "kNN (deep features)", "meta-lstm": "Meta-learner LSTM"}
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,14 @@ COMPARISONS = (
         tuple(PaperRow(model, suite, (figures[i],))
               for model, figures in (("protonet", _SNELL), ("maml", _FINN))
               for i, (suite, _) in enumerate(_FEW_SHOT))),
+    Comparison(
+        "ravi-miniimagenet", "Ravi & Larochelle (2017), Table 1: mini-ImageNet 5-way, 84 x 84",
+        "Meta-learner LSTM: Ravi & Larochelle (2017), Table 1", ("accuracy (%)",),
+        (PaperRow("meta-lstm", "miniimagenet-5way-1shot", (43.44,), "75,000 episodes, one per step"),
+         PaperRow("meta-lstm", "miniimagenet-5way-5shot", (60.60,), "50,000 episodes, one per step")),
+        "Published: 43.44 ± 0.77 (1-shot) and 60.60 ± 0.71 (5-shot), 95% CI. Training budgets: the "
+        "authors' configs (github.com/twitter/meta-learning-lstm).",
+        "75,000 (1-shot) or 50,000 (5-shot) episodes, one per step"),
 )
 
 

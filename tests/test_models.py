@@ -25,7 +25,8 @@ TINY = {"mann": dict(controller_size=6, memory_slots=5, memory_width=3, read_hea
         "protonet": dict(hidden_size=8),
         "maml": dict(hidden_size=8),
         "knn-pixels": {},
-        "knn-features": dict(hidden_size=8, neighbours=2)}
+        "knn-features": dict(hidden_size=8, neighbours=2),
+        "meta-lstm": resolve("meta-lstm").test_hyperparameters}
 
 
 @pytest.mark.parametrize("name", sorted(available_models()))
