@@ -75,7 +75,7 @@ def paper_figures(suite_id: str) -> list[PaperFigures]:
         for row in comparison.rows:
             if row.suite != suite_id or row.published is None:
                 continue
-            statistics = papers.statistics(suite_id)
+            statistics = papers.statistics(suite_id, row.protocol)
             figures = dict(zip(statistics, row.published)) if len(statistics) == len(row.published) else {}
             training = comparison.paper_budget
             label = papers.MODEL_LABELS.get(row.model, row.model)
