@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from fewshot_mem.budgets import recipe
-from fewshot_mem.data.episodes import EpisodeSampler
+from fewshot_mem.data.episodes import EpisodeSampler, LabelOffsetSampler
 from fewshot_mem.models.contract import SMALL_IMAGE, synthetic_pool
 from fewshot_mem.models.learner import TaskSpec, images_to_float
+from fewshot_mem.models import meta_lstm
 from fewshot_mem.models.meta_lstm import MetaLearnerLSTM, MetaLSTMLearner, preprocess
 from fewshot_mem.suites import get_suite
 
@@ -131,3 +132,16 @@ def test_the_recipe_follows_the_shots_and_builds_the_learner():
         assert chosen == MetaLSTMLearner.recipe(get_suite(suite), "paper")
         assert chosen.protocol == "episodic" and chosen.hyperparameters["updates"] == updates
         MetaLSTMLearner(get_suite(suite).task(), **chosen.hyperparameters)
+
+
+def test_evaluation_in_passes_of_a_few_episodes_gives_the_same_scores(monkeypatch):
+    """Evaluation bounds memory by scoring a few episodes per pass (every learner coordinate of every
+    episode is a row of the meta-learner's LSTM); the scores are those of one pass."""
+    learner = _learner().eval()
+    episodic = EpisodeSampler(synthetic_pool(), ways=TASK.ways, shots=1, queries=2).batch(range(5)).inputs()
+    online = LabelOffsetSampler(synthetic_pool(), ways=TASK.ways, instances_per_class=2).batch(range(5)).inputs()
+    with torch.no_grad():
+        at_once = learner.episodic_logits(episodic), learner.online_logits(online)
+        monkeypatch.setattr(meta_lstm, "EVAL_COORDINATES_PER_PASS", 2 * learner.initial_parameters().numel())
+        in_passes = learner.episodic_logits(episodic), learner.online_logits(online)
+    assert all(torch.allclose(a, b) for a, b in zip(at_once, in_passes))

@@ -42,6 +42,10 @@ PREPROCESSING_P = 10.0  # Andrychowicz et al.'s p: magnitudes below e^{−p} are
 GATE_WEIGHT_RANGE = 0.01  # the authors' code: every meta-learner weight uniform in ±0.01 ...
 FORGET_BIAS_RANGE = (4.0, 5.0)  # ... the forget gate's bias large (f ≈ 1: θ is kept) ...
 INPUT_BIAS_RANGE = (-5.0, -4.0)  # ... the input gate's small (i ≈ 0.01): the first update is SGD-like
+# Learner coordinates per pass in evaluation: every coordinate of every episode is a row of the
+# meta-learner's LSTM (4 × 20 gate values each), so 100 episodes of a 30,000-parameter Conv-4 would
+# hold gigabytes at once; episodes are independent, so passes of fewer give the same scores.
+EVAL_COORDINATES_PER_PASS = 1 << 19
 
 Statistics = dict[str, torch.Tensor]  # "<batch-norm layer>.running_mean" / ".running_var" -> (B, C)
 
@@ -226,23 +230,29 @@ class MetaLSTMLearner(NoveltyScoring, Learner):
             return vmap(self._classify, randomness="same")(theta, queries)
         return vmap(self._classify, randomness="same")(theta, queries, running)
 
-    def _per_pass(self, *images: torch.Tensor) -> int:
-        """Episodes per pass over (B, M, c, H, W) ``images``: in evaluation as many as keep memory
-        bounded (episodes are independent, so the scores are the same), in training all."""
-        pixels = sum(math.prod(i.shape[1:]) for i in images)  # per episode
-        return images[0].shape[0] if self.training else max(1, EVAL_PIXELS_PER_PASS // pixels)
+    def _in_passes(self, score, pixels: int, *per_episode: torch.Tensor) -> torch.Tensor:
+        """``score(*per_episode)`` over tensors of B episodes with ``pixels`` per episode: in training
+        at once, in evaluation a few episodes at a time (bounded memory: pixels and learner
+        coordinates; episodes are independent, so the scores are the same)."""
+        coordinates = self.initial_parameters().numel()
+        per_pass = per_episode[0].shape[0] if self.training else \
+            max(1, min(EVAL_PIXELS_PER_PASS // pixels, EVAL_COORDINATES_PER_PASS // coordinates))
+        return torch.cat([score(*chunk) for chunk in zip(*(t.split(per_pass) for t in per_episode))])
 
     def episodic_logits(self, inputs: EpisodicInputs) -> torch.Tensor:
-        support = images_to_float(inputs.support_images).to(self.dtype)
-        queries = images_to_float(inputs.query_images).to(self.dtype)
-        per_pass = self._per_pass(support, queries)
-        return torch.cat([self._scores(*chunk) for chunk in zip(
-            support.split(per_pass), inputs.support_labels.split(per_pass), queries.split(per_pass))])
+        support = images_to_float(inputs.support_images).to(self.dtype)  # (B, S, c, H, W)
+        queries = images_to_float(inputs.query_images).to(self.dtype)  # (B, Q, c, H, W)
+        pixels = math.prod(support.shape[1:]) + math.prod(queries.shape[1:])
+        return self._in_passes(self._scores, pixels, support, inputs.support_labels, queries)
 
     def seen_scores(self, inputs: OnlineInputs) -> torch.Tensor:
-        """Trains the learner on each prefix and scores the next image, all episodes at once."""
         images = images_to_float(inputs.images).to(self.dtype)  # (B, T, c, H, W)
         labels = previous_labels(inputs.previous_codes)  # (B, T−1): y_1..y_{T−1}
+        return self._in_passes(self._seen_scores, math.prod(images.shape[1:]), images, labels)
+
+    def _seen_scores(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Trains the learner on each prefix and scores the next image: (B, T, c, H, W) images and
+        (B, T−1) labels y_1..y_{T−1} -> (B, T, N)."""
         scores = images.new_zeros(*images.shape[:2], self.task.ways)
         for step in range(1, images.shape[1]):  # at step 0 every label is unseen: ν decides alone
             prefix, prefix_labels = images[:, :step], labels[:, :step]
