@@ -11,7 +11,9 @@ where h_t is the output of a first, ordinary LSTM layer fed the preprocessed gra
 loss of the learner on the whole support set (Andrychowicz et al. 2016: log-magnitude and
 sign), as in the paper's two-layer meta-learner. Both layers share their weights across
 coordinates: every coordinate is one row of one batch. The cell's initial value c_0 is the
-learner's initial parameters, learned with the rest.
+learner's initial parameters, learned with the rest. The previous gates enter as their values, as
+in the paper's equations (the authors' code feeds their pre-activations); both are 0 before the
+first update.
 
 As in the paper, ∇L_t and L_t are inputs: they are computed at a detached copy of θ_{t−1},
 so no second derivatives are taken (the meta-gradient still flows through θ_{t−1} in the
