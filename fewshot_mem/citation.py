@@ -44,6 +44,14 @@ BIBTEX: dict[str, str] = {
   booktitle = {International Conference on Learning Representations (ICLR)},
   year = {2017}
 }""",
+    "andrychowicz2016": """@inproceedings{andrychowicz2016,
+  title = {Learning to learn by gradient descent by gradient descent},
+  author = {Andrychowicz, Marcin and Denil, Misha and G{\\'o}mez Colmenarejo, Sergio and Hoffman, Matthew W. and
+            Pfau, David and Schaul, Tom and Shillingford, Brendan and de Freitas, Nando},
+  booktitle = {Advances in Neural Information Processing Systems 29 (NIPS 2016)},
+  pages = {3981--3989},
+  year = {2016}
+}""",
     "santoro2016": """@inproceedings{santoro2016,
   title = {Meta-Learning with Memory-Augmented Neural Networks},
   author = {Santoro, Adam and Bartunov, Sergey and Botvinick, Matthew and Wierstra, Daan and Lillicrap, Timothy},

@@ -31,6 +31,7 @@ class PaperRow:
     suite: str  # suite id
     published: tuple[float, ...] | None  # the paper's figures (%), in column order; None: not in the paper
     paper_budget: str | None = None  # the row's training budget where it is not the comparison's
+    protocol: str | None = None  # the table the figures are of, where the suite has both: "episodic"
 
 
 @dataclass(frozen=True)
@@ -89,15 +90,23 @@ COMPARISONS = (
     Comparison(
         "fewshot-miniimagenet", "Rajeswaran et al. (2019): mini-ImageNet 5-way 1-shot, 84 x 84",
         "iMAML: Rajeswaran et al. (2019), Table 3, Hessian-free inner solver: 49.30 ± 1.88", ("accuracy (%)",),
-        (PaperRow("imaml", "miniimagenet-5way-1shot@1", (_RAJESWARAN_MINIIMAGENET,)),)),
+        (PaperRow("imaml", "miniimagenet-5way-1shot@1", (_RAJESWARAN_MINIIMAGENET,), protocol="episodic"),)),
+    Comparison(
+        "ravi-miniimagenet", "Ravi & Larochelle (2017), Table 1: mini-ImageNet 5-way, 84 x 84",
+        "Meta-learner LSTM: Ravi & Larochelle (2017), Table 1", ("accuracy (%)",),
+        (PaperRow("meta-lstm", "miniimagenet-5way-1shot@1", (43.44,), "75,000 episodes, one per step", "episodic"),
+         PaperRow("meta-lstm", "miniimagenet-5way-5shot@1", (60.60,), "50,000 episodes, one per step", "episodic")),
+        "Published: 43.44 ± 0.77 (1-shot) and 60.60 ± 0.71 (5-shot), 95% CI. Training budgets: the "
+        "authors' configs (github.com/twitter/meta-learning-lstm).",
+        "75,000 (1-shot) or 50,000 (5-shot) episodes, one per step"),
 )
 
 
-def statistics(suite_id: str, few_shot: bool = False) -> list[tuple[str, str]]:
-    """(table, estimate) of each column a suite's rows fill: instance positions where the suite has
-    the online protocol, unless ``few_shot`` (a comparison of N-way K-shot figures), else N-way K-shot."""
+def statistics(suite_id: str, protocol: str | None = None) -> list[tuple[str, str]]:
+    """(table, estimate) of each column a suite's rows fill: instance positions online (by default
+    where the suite has an online table), else N-way K-shot."""
     suite = get_suite(suite_id)
-    if "online" in suite.protocols and not few_shot:
+    if (protocol or ("online" if "online" in suite.protocols else "episodic")) == "online":
         return [(ONLINE_TABLE, instance_key(p)) for p in INSTANCE_POSITIONS]
     return [(episodic_key(suite.ways, shots),) * 2 for shots in suite.shots]
 
@@ -132,10 +141,10 @@ def _budget_cell(result: dict) -> str:
     return budget_text(result) + (f" (best at step {best:,})" if best and best != trained else "")
 
 
-def _our_row(entry: dict, suite_id: str, few_shot: bool) -> list[str]:
+def _our_row(entry: dict, row: PaperRow) -> list[str]:
     result = entry["result"]
     cells = []
-    for table, estimate in statistics(suite_id, few_shot):
+    for table, estimate in statistics(row.suite, row.protocol):
         cells.append(format_estimate(result["tables"][table]["estimates"][estimate]))
     return cells + [_budget_cell(result), duration(result.get("train_seconds")), hardware_text(result["hardware"]),
                     command(result)]
@@ -155,8 +164,7 @@ def comparison_rows(comparison: Comparison, entries: list[dict]) -> list[list[st
             rows.append([label, *setting, "paper", *(f"{f:.1f}" for f in row.published),
                          row.paper_budget or comparison.paper_budget, "–", "–", "–"])
         for entry in _matching(entries, row):
-            rows.append([label, *setting, f"ours: `{entry['entry']}`",
-                         *_our_row(entry, row.suite, few_shot=len(comparison.columns) == 1)])
+            rows.append([label, *setting, f"ours: `{entry['entry']}`", *_our_row(entry, row)])
     return rows
 
 
@@ -172,7 +180,8 @@ def learning_curves(comparison: Comparison, entries: list[dict]) -> dict[str, li
     curves = {}
     for row in comparison.rows:
         for entry in _matching(entries, row):
-            key = "validation_score" if len(comparison.columns) == 1 else "validation_instance_2"
+            online = statistics(row.suite, row.protocol)[0][0] == ONLINE_TABLE
+            key = "validation_instance_2" if online else "validation_score"
             points = [(r["episodes"], r[key]) for r in entry["result"].get("learning_curve", []) if key in r]
             if points:  # entries share names across suites, so a line is named by its setting too
                 label = ", ".join([model_label(row.model), *_settings(comparison, row)])

@@ -32,7 +32,7 @@ def test_every_comparison_names_real_suites_and_models_with_one_figure_per_colum
     for comparison in papers.COMPARISONS:
         for row in comparison.rows:
             assert row.model in BUILTIN_MODELS
-            columns = papers.statistics(row.suite, few_shot=len(comparison.columns) == 1)
+            columns = papers.statistics(row.suite, row.protocol)
             assert len(columns) == (len(comparison.columns) if len(comparison.columns) > 1 else 1)
             assert get_suite(row.suite).id == row.suite
             assert row.published is None or len(row.published) == len(comparison.columns)
@@ -64,6 +64,16 @@ def test_a_few_shot_row_reads_its_suites_only_table():
     row = next(r for r in papers.comparison_rows(papers.COMPARISONS[2], [entry]) if "ours" in r[2])
     assert row[:4] == ["ProtoNet", "Omniglot 20-way 5-shot, 28x28", "ours: `protonet-quick`", "98.7 ± 1.2"]
     assert row[6] == "H100"
+
+
+def test_a_row_of_a_suite_with_both_protocols_reads_the_table_its_paper_reports():
+    """mini-ImageNet suites have an online table too; Ravi & Larochelle's figures are episodic, so
+    our meta-LSTM row shows the 5-way 1-shot estimate, not the instance positions."""
+    means = {**ONLINE, "5-way-1-shot": {"5-way-1-shot": 0.434}}
+    entry = _entry("meta-lstm-quick", "meta-lstm", "miniimagenet-5way-1shot@1", means)
+    ravi = next(c for c in papers.COMPARISONS if c.key == "ravi-miniimagenet")
+    row = next(r for r in papers.comparison_rows(ravi, [entry]) if "ours" in r[2])
+    assert row[2:4] == ["ours: `meta-lstm-quick`", "43.4 ± 1.2"]
 
 
 def test_learning_curves_plot_the_second_instance_online(tmp_path):

@@ -76,7 +76,7 @@ def paper_figures(suite_id: str) -> list[PaperFigures]:
         for row in comparison.rows:
             if row.suite != suite_id or row.published is None:
                 continue
-            statistics = papers.statistics(suite_id, few_shot=len(comparison.columns) == 1)
+            statistics = papers.statistics(suite_id, row.protocol)
             figures = dict(zip(statistics, row.published)) if len(statistics) == len(row.published) else {}
             training = comparison.paper_budget
             label = model_label(row.model)

@@ -28,6 +28,7 @@ BUILTIN_MODELS: dict[str, str] = {
     "protonet": "fewshot_mem.models.protonet:ProtoNetLearner",
     "knn-pixels": "fewshot_mem.models.knn:KNNPixelsLearner",
     "knn-features": "fewshot_mem.models.knn:KNNFeaturesLearner",
+    "meta-lstm": "fewshot_mem.models.meta_lstm:MetaLSTMLearner",
 }
 
 
