@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from fewshot_mem.bench import _training_sampler, _validator, evaluate_on_suite
+from fewshot_mem.bench import _validator
+from fewshot_mem.evaluate import evaluate_on_suite
 from fewshot_mem.budgets import recipe
 from fewshot_mem.checkpoints import load_checkpoint
 from fewshot_mem.models.registry import create
@@ -42,7 +43,8 @@ def sweep_row(gamma: float, suite, pools, args: argparse.Namespace) -> dict:
     learner = create("mann", suite.task(), **{**quick.hyperparameters, "usage_decay": gamma})
     run_dir = Path(args.out) / suite.id / f"mann-gamma{gamma}-{args.steps}x{args.batch_size}-seed{args.seed}"
     started = time.perf_counter()
-    fit(learner, _training_sampler(suite, quick, pools["train"], args.seed).batch,
+    sampler = suite.training_sampler(pools["train"], quick.protocol, args.seed, augment=quick.augment)
+    fit(learner, sampler.batch,
         _validator(suite, "online", pools["val"], config.validation_episodes, "cpu"), config, run_dir,
         seed=args.seed, progress=False)
     learner.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
