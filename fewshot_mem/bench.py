@@ -28,7 +28,7 @@ from .citation import cite, models_in_results
 from .data.episodes import ClassPool
 from .device import resolve_device
 from .errors import FewshotMemError
-from .evaluate import evaluate_episodic, evaluate_on_suite, evaluate_online  # evaluate_on_suite: re-exported
+from .evaluate import evaluate_episodic, evaluate_on_suite, evaluate_online_tables  # evaluate_on_suite: re-exported
 from .models.learner import Learner
 from .models.registry import BUILTIN_MODELS, available_models, create, default_models, resolve
 from .recipes import BUDGETS
@@ -41,13 +41,17 @@ from .train import fit, is_complete
 
 def _validator(suite: Suite, protocol: str, val_pool: ClassPool, episodes: int, device: str):
     """Validation score on the val classes, in the training protocol: mean accuracy (online: over
-    instance positions, logged one by one as well)."""
+    instance positions, logged one by one as well, and for string labels the share of characters
+    right, as ``character_instance_<p>``)."""
     sampler = suite.validation_sampler(val_pool, protocol)
     if protocol == "online":
         def validate_online(learner: Learner) -> dict[str, float]:
-            estimates = evaluate_online(learner, sampler, episodes, device=device).estimates
+            tables = evaluate_online_tables(learner, sampler, episodes, device=device, characters=True)
+            estimates = tables["online"].estimates
+            characters = tables["online-characters"].estimates if "online-characters" in tables else {}
             return {"score": float(np.mean([e.mean for e in estimates.values()])),
-                    **{position: e.mean for position, e in estimates.items()}}
+                    **{position: e.mean for position, e in estimates.items()},
+                    **{f"character_{position}": e.mean for position, e in characters.items()}}
         return validate_online
     return lambda learner: evaluate_episodic(learner, sampler, episodes, device=device).estimates[
         episodic_key(suite.ways, suite.shots[0])].mean

@@ -86,11 +86,17 @@ class ProtocolResult:
                 "per_episode": self.per_episode}
 
 
-def _episode_accuracy(learner: Learner, batch: SequenceBatch | EpisodeBatch, device) -> torch.Tensor:
-    """(B, steps or queries) correctness of one batch. The learner is handed the inputs alone;
-    what it is scored against stays here."""
-    logits = learner.logits(batch.inputs().to(device))
-    return correct_predictions(predictions(logits).cpu(), batch_targets(batch)).float()
+def _episode_accuracy(learner: Learner, batch: SequenceBatch | EpisodeBatch, device,
+                      characters: bool = False) -> torch.Tensor:
+    """(B, steps or queries) correctness of one batch; with ``characters``, (B, steps, 2): also the
+    share of each string label's five characters that are right (the label's own correctness
+    for one-hot labels). The learner is handed the inputs alone; what it is scored against stays here."""
+    guessed, targets = predictions(learner.logits(batch.inputs().to(device))).cpu(), batch_targets(batch)
+    correct = correct_predictions(guessed, targets).float()
+    if not characters:
+        return correct
+    per_character = (guessed == targets).float().mean(-1) if targets.ndim == 3 else correct
+    return torch.stack([correct, per_character], dim=-1)
 
 
 def _batches(ids: np.ndarray, batch_size: int):
@@ -152,26 +158,39 @@ def evaluate_online(learner: Learner, sampler: LabelOffsetSampler, episodes: int
 
 def evaluate_online_tables(learner: Learner, sampler: LabelOffsetSampler, episodes: int, batch_size: int = 100,
                            device: str | torch.device = "cpu", progress: bool = False,
-                           positions: tuple[int, ...] = INSTANCE_POSITIONS) -> dict[str, ProtocolResult]:
+                           positions: tuple[int, ...] = INSTANCE_POSITIONS, characters: bool = False
+                           ) -> dict[str, ProtocolResult]:
     """From one pass over episodes 0..episodes-1 of ``sampler``: accuracy by instance position
-    ("online") and by lag ("online-lag", the buckets some episode has a step in)."""
+    ("online") and by lag ("online-lag", the buckets some episode has a step in); with
+    ``characters`` and string labels, also the share of characters right by instance position
+    ("online-characters"), which moves long before all five are right at once."""
     positions = tuple(p for p in positions if p <= sampler.instances_per_class)
+    characters = characters and sampler.encoding == "string"
 
-    def score(ids: np.ndarray) -> torch.Tensor:  # (B, positions + lag buckets)
+    def score(ids: np.ndarray) -> torch.Tensor:  # (B, positions + lag buckets [+ positions])
         batch: SequenceBatch = sampler.batch(ids)
-        correct = _episode_accuracy(learner, batch, device)  # (B, T)
+        correct = _episode_accuracy(learner, batch, device, characters=True)  # (B, T, 2)
         at = torch.cat([torch.stack([batch.instance_index == p for p in positions], dim=1),  # (B, P, T): N steps each
                         lag_masks(batch.labels)], dim=1).float()  # (B, P + L, T)
-        return (correct.unsqueeze(1) * at).sum(2) / at.sum(2)  # NaN: no step of the episode in a lag bucket
+        rows = (correct[..., 0].unsqueeze(1) * at).sum(2) / at.sum(2)  # NaN: no step of the episode in a bucket
+        if not characters:
+            return rows
+        at_position = at[:, : len(positions)]
+        return torch.cat([rows, (correct[..., 1].unsqueeze(1) * at_position).sum(2) / at_position.sum(2)], dim=1)
 
     rows = _per_episode(learner, score, episodes, batch_size, "online eval", progress)
     instances = {f"instance_{p}": rows[:, c] for c, p in enumerate(positions)}
     by_lag = {key: rows[:, len(positions) + c] for c, key in enumerate(LAG_KEYS)
               if np.isfinite(rows[:, len(positions) + c]).any()}
-    return {"online": ProtocolResult("online", _estimates(instances), {k: v.tolist() for k, v in instances.items()}),
-            "online-lag": ProtocolResult("online", _estimates(by_lag),
-                                         {k: [None if np.isnan(x) else x for x in v.tolist()]
-                                          for k, v in by_lag.items()})}
+    tables = {"online": ProtocolResult("online", _estimates(instances), {k: v.tolist() for k, v in instances.items()}),
+              "online-lag": ProtocolResult("online", _estimates(by_lag),
+                                           {k: [None if np.isnan(x) else x for x in v.tolist()]
+                                            for k, v in by_lag.items()})}
+    if characters:
+        share = {f"instance_{p}": rows[:, len(positions) + len(LAG_KEYS) + c] for c, p in enumerate(positions)}
+        tables["online-characters"] = ProtocolResult("online", _estimates(share),
+                                                     {k: v.tolist() for k, v in share.items()})
+    return tables
 
 
 def evaluate_episodic(learner: Learner, sampler: EpisodeSampler, episodes: int, batch_size: int = 50,

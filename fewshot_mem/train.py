@@ -89,11 +89,19 @@ class LossAndLogits(nn.Module):
         return self.learner.loss_and_logits(batch.inputs(), batch_targets(batch))
 
 
-def _batch_accuracy(logits: torch.Tensor, batch) -> float:
-    """Accuracy over the whole step's batch: every rank's hits and predictions, summed."""
-    correct = correct_predictions(predictions(logits.detach()), batch_targets(batch)).float()
-    hits, count = distributed.all_sum(torch.stack([correct.sum(), correct.new_tensor(correct.numel())])).tolist()
-    return hits / count
+def _batch_accuracy(logits: torch.Tensor, batch) -> dict[str, float]:
+    """Accuracy over the whole step's batch (every rank's hits and predictions, summed); for string
+    labels also the share of characters right, which moves long before all five are right at once."""
+    guessed, targets = predictions(logits.detach()), batch_targets(batch)
+    correct = correct_predictions(guessed, targets).float()
+    characters = (guessed == targets).float() if targets.ndim == 3 else correct
+    hits, count, character_hits, character_count = distributed.all_sum(torch.stack([
+        correct.sum(), correct.new_tensor(correct.numel()), characters.sum(),
+        characters.new_tensor(characters.numel())])).tolist()
+    figures = {"accuracy": hits / count}
+    if targets.ndim == 3:
+        figures["character_accuracy"] = character_hits / character_count
+    return figures
 
 
 def build_optimizer(learner: nn.Module, config: TrainConfig, capturable: bool = False) -> torch.optim.Optimizer:
@@ -313,8 +321,10 @@ def _train(learner: Learner, sample: Callable[[np.ndarray], object],
                 rate = window_episodes / max(time.perf_counter() - window_start, 1e-9)
                 window_start, window_episodes = time.perf_counter(), 0
                 log.write({"step": step, "episodes": step * config.batch_size, "loss": loss_value,
-                           "accuracy": accuracy, "episodes_per_second": rate})
-                bar.set_postfix(loss=f"{loss_value:.3f}", acc=f"{accuracy:.3f}", eps=f"{rate:.0f}/s")
+                           **accuracy, "episodes_per_second": rate})
+                shown = {"chars": f"{accuracy['character_accuracy']:.3f}"} if "character_accuracy" in accuracy else {}
+                bar.set_postfix(loss=f"{loss_value:.3f}", acc=f"{accuracy['accuracy']:.3f}", **shown,
+                                eps=f"{rate:.0f}/s")
             if step % config.validate_every == 0 or step == config.steps:
                 validate_and_keep_best(step)
             if step % config.checkpoint_every == 0 or step == config.steps:

@@ -53,3 +53,39 @@ def test_the_forgetting_suite_outgrows_a_128_slot_memory():
     suite = get_suite("omniglot-25way-forgetting")
     slots = inspect.signature(MANN).parameters["memory_slots"].default
     assert suite.ways * suite.instances_per_class > slots and suite.protocols == ("online",)
+
+
+class RepeatsTheLastString(Learner):
+    """Predicts y_{t−1}'s five characters: all five right at lag 1, some right elsewhere."""
+
+    def online_logits(self, inputs: OnlineInputs) -> torch.Tensor:
+        return inputs.previous_codes.unflatten(-1, (5, 5))  # (B, T, 5 characters, 5 values)
+
+
+def test_string_labels_get_the_share_of_characters_right_beside_all_five():
+    """Santoro et al. count a string only when all five characters are right, which moves late;
+    the share of characters right is reported beside it (issue 19, item 4)."""
+    sampler = LabelOffsetSampler(synthetic_pool(classes=8), ways=4, instances_per_class=3, encoding="string")
+    learner = RepeatsTheLastString(TaskSpec(4, label_encoding="string", image_shape=SMALL_IMAGE))
+    tables = evaluate_online_tables(learner, sampler, 6, batch_size=4, characters=True)
+    batch = sampler.batch(np.arange(6))
+    share = (batch.previous_codes.unflatten(-1, (5, 5)).argmax(-1) == batch.strings).float().mean(-1)  # (B, T)
+    for p in (1, 2, 3):
+        at = batch.instance_index == p
+        expected = [float(share[e][at[e]].mean()) for e in range(6)]
+        assert np.allclose(tables["online-characters"].per_episode[f"instance_{p}"], expected)
+        strict = tables["online"].per_episode[f"instance_{p}"]
+        assert all(c >= s for c, s in zip(tables["online-characters"].per_episode[f"instance_{p}"], strict))
+    assert "online-characters" not in evaluate_online_tables(learner, sampler, 6, batch_size=4)  # asked for only
+    one_hot = LabelOffsetSampler(synthetic_pool(classes=8), ways=4, instances_per_class=3)
+    assert "online-characters" not in evaluate_online_tables(RepeatsTheLastLabel(TaskSpec(4, image_shape=SMALL_IMAGE)),
+                                                             one_hot, 6, batch_size=4, characters=True)
+
+
+def test_validation_logs_the_share_of_characters_for_string_labels():
+    from fewshot_mem.bench import _validator
+    suite = get_suite("omniglot-15way-strings")
+    validate = _validator(suite, "online", synthetic_pool(classes=16, instances=10), 4, "cpu")
+    figures = validate(RepeatsTheLastString(TaskSpec(15, label_encoding="string", image_shape=SMALL_IMAGE)))
+    assert {"instance_2", "character_instance_2"} <= set(figures)
+    assert figures["character_instance_2"] >= figures["instance_2"]

@@ -75,6 +75,18 @@ def test_validation_figures_beyond_the_score_are_logged_for_the_learning_curve(t
     assert load_checkpoint(tmp_path / "best.pt")["step"] == 3  # the dict's "score" picks the best
 
 
+def test_string_labels_log_the_share_of_characters_right_beside_all_five(tmp_path):
+    online = LabelOffsetSampler(synthetic_pool(classes=10, instances=6), ways=3, instances_per_class=4,
+                                encoding="string")
+    learner = create("lstm", TaskSpec(3, label_encoding="string", image_shape=SMALL_IMAGE), **SMALL["lstm"])
+    config = TrainConfig("smoke", episodes=8, batch_size=4, validate_every=2, validation_episodes=4, log_every=1)
+    fit(learner, online.batch, lambda m: 0.0, config, tmp_path, progress=False)
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in logged if "loss" in r]
+    assert len(steps) == 2 and all(r["character_accuracy"] >= r["accuracy"] for r in steps)
+    assert all(r["character_accuracy"] > 0 for r in steps)  # about 1 in 5 characters right by chance
+
+
 def test_confidence_intervals_follow_the_per_episode_accuracies():
     pool = synthetic_pool(classes=10, instances=6)
     learner = create("lstm", TaskSpec(3, image_shape=SMALL_IMAGE), controller_size=8)
