@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
-from .data.episodes import ClassPool, EpisodeSampler, LabelOffsetSampler, fingerprint
+from .data.episodes import ClassPool, EpisodeSampler, LabelOffsetSampler, episodes_digest
 from .data.miniimagenet import load_miniimagenet
 from .data.stream import EpisodeStream
 from .data.omniglot import load_omniglot
@@ -122,7 +122,7 @@ class Suite:
         ``episodes`` of them, for quick checks that are not the suite's numbers)."""
         digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode())
         for table, sampler in sorted(self.test_samplers(test_pool).items()):
-            digest.update(f"{table}:{fingerprint(sampler, episodes or self.test_episodes)}".encode())
+            digest.update(f"{table}:{episodes_digest(sampler, episodes or self.test_episodes)}".encode())
         return digest.hexdigest()
 
 

@@ -15,7 +15,7 @@ import torch
 
 from fewshot_mem.data import counter_rng
 from fewshot_mem.data.episodes import (ClassPool, EpisodeSampler, LabelOffsetSampler, correct_predictions,
-                                       fingerprint, string_characters)
+                                       episodes_digest, string_characters)
 from fewshot_mem.suites import get_suite, load_pools
 
 SPLITS = ("vinyals/train", "vinyals/val", "vinyals/test")
@@ -193,11 +193,11 @@ def test_bad_sampler_arguments_are_refused(train_pool):
 def test_fingerprint_is_stable_and_sensitive(pools):
     test_pool = pools["vinyals/test"]
     sampler = LabelOffsetSampler(test_pool)
-    reference = fingerprint(sampler, 200)
-    assert fingerprint(sampler, 200, batch_size=17) == reference
-    assert fingerprint(LabelOffsetSampler(test_pool, seed=1), 200) != reference
-    assert fingerprint(sampler, 199) != reference
-    assert fingerprint(LabelOffsetSampler(pools["vinyals/val"]), 200) != reference
+    reference = episodes_digest(sampler, 200)
+    assert episodes_digest(sampler, 200, batch_size=17) == reference
+    assert episodes_digest(LabelOffsetSampler(test_pool, seed=1), 200) != reference
+    assert episodes_digest(sampler, 199) != reference
+    assert episodes_digest(LabelOffsetSampler(pools["vinyals/val"]), 200) != reference
 
 
 @pytest.mark.parametrize("field, make", [
@@ -213,7 +213,7 @@ def test_fingerprint_changes_with_one_episodes_content_under_the_same_config(poo
     sampler's config and the episode ids kept: the fingerprint changes. Fails for a fingerprint of the
     config and ids alone, which every other fingerprint test accepts."""
     sampler = make(pools["vinyals/test"])
-    reference = fingerprint(sampler, 20, batch_size=8)
+    reference = episodes_digest(sampler, 20, batch_size=8)
     honest = type(sampler).batch
 
     def tampered(self, episodes):
@@ -225,7 +225,7 @@ def test_fingerprint_changes_with_one_episodes_content_under_the_same_config(poo
 
     monkeypatch.setattr(type(sampler), "batch", tampered)
     assert sampler.config() == make(pools["vinyals/test"]).config()
-    assert fingerprint(sampler, 20, batch_size=8) != reference
+    assert episodes_digest(sampler, 20, batch_size=8) != reference
 
 
 def test_fingerprint_is_the_same_in_a_fresh_process(omniglot_root, pools):
@@ -233,13 +233,13 @@ def test_fingerprint_is_the_same_in_a_fresh_process(omniglot_root, pools):
     script = (
         "import torch; torch.set_num_threads(1)\n"
         "from fewshot_mem.data.omniglot import load_omniglot\n"
-        "from fewshot_mem.data.episodes import EpisodeSampler, fingerprint\n"
+        "from fewshot_mem.data.episodes import EpisodeSampler, episodes_digest\n"
         f"o = load_omniglot({str(omniglot_root)!r}, download=False, progress=False)\n"
         "pool = o.pool('vinyals/test', 20)\n"
-        "print(fingerprint(EpisodeSampler(pool, ways=5, shots=1, queries=5), 100, batch_size=9))\n"
+        "print(episodes_digest(EpisodeSampler(pool, ways=5, shots=1, queries=5), 100, batch_size=9))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == fingerprint(sampler, 100)
+    assert out.stdout.strip() == episodes_digest(sampler, 100)
 
 
 @pytest.mark.parametrize("count, high", [(5, 4112), (60, 4112), (15, 3125), (30, 64)])

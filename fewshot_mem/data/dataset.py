@@ -36,13 +36,13 @@ class Source(Protocol):
 
     def present(self) -> bool: ...
 
-    def fingerprint(self, root: Path) -> dict:
+    def identity(self, root: Path) -> dict:
         """Cheap identity of the source (paths as found, sizes, mtimes): a change triggers a rebuild."""
 
 
 def file_identity(kind: str, path: Path, root: Path) -> dict:
     """``{kind: path relative to root, "bytes": size, "mtime_ns": mtime}``: a cheap identity of one
-    source file, for a source's ``fingerprint``."""
+    source file, for a source's ``identity``."""
     stat = path.stat()  # follows a symbolic link to the file itself
     return {kind: os.path.relpath(path, root), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
@@ -180,7 +180,7 @@ class CachedDataset(ABC):
         root = resolve_data_root(data_root)
         sources = cls.find_or_download(root, download, progress, url_base, checksums)
         cache_dir = cls.cache_dir(root)
-        key = {"sources": {part: sources[part].fingerprint(root) for part in cls.parts}, "layout": layout_key(layout)}
+        key = {"sources": {part: sources[part].identity(root) for part in cls.parts}, "layout": layout_key(layout)}
         data = cls.open_cache(cache_dir, key, layout)
         if data is None:
             cls.build_cache(sources, cache_dir, key, layout, progress, **options)

@@ -4,7 +4,7 @@ Both samplers draw whole batches of episodes at once, with tensor gathers from
 an in-memory :class:`ClassPool` and no per-image Python loop. Every random
 choice is a pure function of ``(seed, episode index)`` (see ``counter_rng``),
 so episode ``i`` is the same episode whatever the batch size or worker count;
-that is what freezes a suite's test episodes, and :func:`fingerprint` hashes
+that is what freezes a suite's test episodes, and :func:`episodes_digest` hashes
 them so that results can name exactly what they were measured on.
 
 Images come back as uint8 with ink = 255 (Omniglot) or RGB (mini-ImageNet),
@@ -345,7 +345,7 @@ def _without_pixels(sampler: LabelOffsetSampler | EpisodeSampler) -> LabelOffset
     return replace(sampler, pool=ClassPool(pool.name, blank, pool.class_names))
 
 
-def fingerprint(sampler: LabelOffsetSampler | EpisodeSampler, episodes: int | Sequence[int],
+def episodes_digest(sampler: LabelOffsetSampler | EpisodeSampler, episodes: int | Sequence[int],
                 batch_size: int = 1000) -> str:
     """sha256 of a set of episodes: the sampler's config (pool class names included)
     and, per episode, its classes (which carry the rotation), instances, label

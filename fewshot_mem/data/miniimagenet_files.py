@@ -82,7 +82,7 @@ class Source:
     def present(self) -> bool:
         return self.path.is_file() and (self.kind == "pickle" or self.images_dir.is_dir())
 
-    def fingerprint(self, root: Path) -> dict:
+    def identity(self, root: Path) -> dict:
         """Cheap identity of the source (path as found, size, mtime): a change triggers a rebuild.
 
         For a CSV the images folder counts too: its mtime changes when files are added,

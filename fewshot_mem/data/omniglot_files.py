@@ -75,7 +75,7 @@ class Source:
     def present(self) -> bool:
         return self.path.is_file() if self.is_zip else self.path.is_dir()
 
-    def fingerprint(self, root: Path) -> dict:
+    def identity(self, root: Path) -> dict:
         """Cheap identity of the source (paths as found, sizes, mtimes): a change triggers a rebuild."""
         if self.is_zip:
             return file_identity("zip", self.path, root)
