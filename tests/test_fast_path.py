@@ -35,7 +35,7 @@ CASES = [(name, {}) for name in sequence_models()] + [(name, {"controller": "fee
 @pytest.mark.parametrize(("name", "extra"), CASES, ids=[f"{n}-{'-'.join(e.values()) or 'default'}" for n, e in CASES])
 def test_run_override_matches_the_step_loop(name, extra):
     torch.manual_seed(0)
-    learner = resolve(name)(TASK, **HYPERPARAMETERS.get(name, {}), **extra)
+    learner = resolve(name)(TASK, **HYPERPARAMETERS.get(name, resolve(name).test_hyperparameters), **extra)
     if name in HYPERPARAMETERS:
         assert fast_path_check.overrides_run(learner), f"{name} lost its fast run"
     fast_path_check.check_run_matches_steps(learner)
