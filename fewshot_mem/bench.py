@@ -28,7 +28,7 @@ from .citation import cite, models_in_results
 from .data.episodes import ClassPool
 from .device import resolve_device
 from .errors import FewshotMemError
-from .evaluate import evaluate_episodic, evaluate_on_suite, evaluate_online_tables  # evaluate_on_suite: re-exported
+from .evaluate import evaluate_episodic, evaluate_on_suite, evaluate_online_tables
 from .models.learner import Learner
 from .models.registry import BUILTIN_MODELS, available_models, create, default_models, resolve
 from .recipes import BUDGETS

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,12 +61,11 @@ def _weights_here(entry: dict, root: Path) -> bool:
 def references(root: Path, suite: Suite, models: list[str]) -> dict[str, Reference | None]:
     """For each model, its reference entry on ``suite`` (None where no entry has weights here)."""
     found: dict[str, list[Reference]] = {model: [] for model in models}
-    for path in sorted((root / "entries" / suite.id).glob("*.json")):
+    for path, entry in _readable_entries(root, suite):
         try:
-            entry = json.loads(path.read_text())
             model = entry["result"]["model"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # an unreadable entry is validate's business, not a reference
+        except (KeyError, TypeError):
+            continue  # a malformed entry is validate's business, not a reference
         if model in found and _weights_here(entry, root):
             found[model].append(Reference(path, entry))
     return {model: max(candidates, key=lambda r: (r.trained_episodes, r.score()), default=None)
@@ -105,10 +105,13 @@ def expected_seconds(plan: dict[str, Reference | None], board: list[dict], budge
 
 def board_entries(root: Path, suite: Suite) -> list[dict]:
     """The suite's entries on the board (unreadable ones left out)."""
-    entries = []
+    return [entry for _, entry in _readable_entries(root, suite)]
+
+
+def _readable_entries(root: Path, suite: Suite) -> Iterator[tuple[Path, dict]]:
+    """(path, entry) of each of the suite's entry files that reads as JSON, in name order."""
     for path in sorted((root / "entries" / suite.id).glob("*.json")):
         try:
-            entries.append(json.loads(path.read_text()))
+            yield path, json.loads(path.read_text())
         except (OSError, ValueError):
-            continue
-    return entries
+            continue  # an unreadable entry is validate's business

@@ -19,7 +19,7 @@ exists, that the fingerprint is that of the suite's frozen test episodes (so res
 a whole number of predictions right, that every mean and interval follows from them, and that
 a verification record is one of these results. ``verify`` also rebuilds the learner, loads the
 checkpoint (its own location only, after checking its sha256, with ``weights_only=True``),
-re-evaluates it the way the bench does (``bench.evaluate_on_suite``) and compares every
+re-evaluates it the way the bench does (``evaluate.evaluate_on_suite``) and compares every
 per-episode value. ``render`` writes ``README.md`` and ``index.html``. Exit codes: 0 fine,
 1 verification failed, 2 bad input (nothing changed).
 
