@@ -42,7 +42,8 @@ def plugin_models() -> dict[str, str]:
 
 
 def available_models() -> dict[str, str]:
-    """Every registered name and the ``module:Class`` it stands for (built-ins first)."""
+    """Every registered name and the ``module:Class`` it stands for (plug-ins first; a built-in
+    name keeps its built-in class even where a plug-in registers the same name)."""
     return {**plugin_models(), **BUILTIN_MODELS}
 
 
