@@ -46,7 +46,7 @@ def _validator(suite: Suite, protocol: str, val_pool: ClassPool, episodes: int, 
     sampler = suite.validation_sampler(val_pool, protocol)
     if protocol == "online":
         def validate_online(learner: Learner) -> dict[str, float]:
-            tables = evaluate_online_tables(learner, sampler, episodes, device=device, characters=True)
+            tables = evaluate_online_tables(learner, sampler, episodes, device=device, characters=True, lag=False)
             estimates = tables["online"].estimates
             characters = tables["online-characters"].estimates if "online-characters" in tables else {}
             return {"score": float(np.mean([e.mean for e in estimates.values()])),

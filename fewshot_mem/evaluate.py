@@ -34,7 +34,7 @@ batch does not matter.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -87,11 +87,13 @@ class ProtocolResult:
 
 
 def _episode_accuracy(learner: Learner, batch: SequenceBatch | EpisodeBatch, device,
-                      characters: bool = False) -> torch.Tensor:
+                      characters: bool = False, scored: torch.Tensor | None = None) -> torch.Tensor:
     """(B, steps or queries) correctness of one batch; with ``characters``, (B, steps, 2): also the
     share of each string label's five characters that are right (the label's own correctness
-    for one-hot labels). The learner is handed the inputs alone; what it is scored against stays here."""
-    guessed, targets = predictions(learner.logits(batch.inputs().to(device))).cpu(), batch_targets(batch)
+    for one-hot labels). The learner is handed the inputs alone, online with the (B, T) steps
+    ``scored`` that will be read (None: all); what it is scored against stays here."""
+    inputs = batch.inputs() if scored is None else replace(batch.inputs(), scored=scored)
+    guessed, targets = predictions(learner.logits(inputs.to(device))).cpu(), batch_targets(batch)
     correct = correct_predictions(guessed, targets).float()
     if not characters:
         return correct
@@ -153,25 +155,30 @@ def evaluate_online(learner: Learner, sampler: LabelOffsetSampler, episodes: int
                     device: str | torch.device = "cpu", progress: bool = False,
                     positions: tuple[int, ...] = INSTANCE_POSITIONS) -> ProtocolResult:
     """Accuracy by instance position over episodes 0..episodes-1 of ``sampler``."""
-    return evaluate_online_tables(learner, sampler, episodes, batch_size, device, progress, positions)["online"]
+    return evaluate_online_tables(learner, sampler, episodes, batch_size, device, progress, positions,
+                                  lag=False)["online"]
 
 
 def evaluate_online_tables(learner: Learner, sampler: LabelOffsetSampler, episodes: int, batch_size: int = 100,
                            device: str | torch.device = "cpu", progress: bool = False,
-                           positions: tuple[int, ...] = INSTANCE_POSITIONS, characters: bool = False
-                           ) -> dict[str, ProtocolResult]:
+                           positions: tuple[int, ...] = INSTANCE_POSITIONS, characters: bool = False,
+                           lag: bool = True) -> dict[str, ProtocolResult]:
     """From one pass over episodes 0..episodes-1 of ``sampler``: accuracy by instance position
-    ("online") and by lag ("online-lag", the buckets some episode has a step in); with
-    ``characters`` and string labels, also the share of characters right by instance position
-    ("online-characters"), which moves long before all five are right at once."""
+    ("online") and, with ``lag``, by lag ("online-lag", the buckets some episode has a step in);
+    with ``characters`` and string labels, also the share of characters right by instance position
+    ("online-characters"), which moves long before all five are right at once. The learner is told
+    which steps these read (``OnlineInputs.scored``), so that it may skip the others."""
     positions = tuple(p for p in positions if p <= sampler.instances_per_class)
     characters = characters and sampler.encoding == "string"
+    buckets = len(LAG_KEYS) if lag else 0
 
     def score(ids: np.ndarray) -> torch.Tensor:  # (B, positions + lag buckets [+ positions])
         batch: SequenceBatch = sampler.batch(ids)
-        correct = _episode_accuracy(learner, batch, device, characters=True)  # (B, T, 2)
-        at = torch.cat([torch.stack([batch.instance_index == p for p in positions], dim=1),  # (B, P, T): N steps each
-                        lag_masks(batch.labels)], dim=1).float()  # (B, P + L, T)
+        at = torch.stack([batch.instance_index == p for p in positions], dim=1)  # (B, P, T): N steps each
+        if lag:
+            at = torch.cat([at, lag_masks(batch.labels)], dim=1)  # (B, P + L, T)
+        correct = _episode_accuracy(learner, batch, device, characters=True, scored=at.any(1))  # (B, T, 2)
+        at = at.float()
         rows = (correct[..., 0].unsqueeze(1) * at).sum(2) / at.sum(2)  # NaN: no step of the episode in a bucket
         if not characters:
             return rows
@@ -180,14 +187,15 @@ def evaluate_online_tables(learner: Learner, sampler: LabelOffsetSampler, episod
 
     rows = _per_episode(learner, score, episodes, batch_size, "online eval", progress)
     instances = {f"instance_{p}": rows[:, c] for c, p in enumerate(positions)}
-    by_lag = {key: rows[:, len(positions) + c] for c, key in enumerate(LAG_KEYS)
-              if np.isfinite(rows[:, len(positions) + c]).any()}
-    tables = {"online": ProtocolResult("online", _estimates(instances), {k: v.tolist() for k, v in instances.items()}),
-              "online-lag": ProtocolResult("online", _estimates(by_lag),
-                                           {k: [None if np.isnan(x) else x for x in v.tolist()]
-                                            for k, v in by_lag.items()})}
+    tables = {"online": ProtocolResult("online", _estimates(instances), {k: v.tolist() for k, v in instances.items()})}
+    if lag:
+        by_lag = {key: rows[:, len(positions) + c] for c, key in enumerate(LAG_KEYS)
+                  if np.isfinite(rows[:, len(positions) + c]).any()}
+        tables["online-lag"] = ProtocolResult("online", _estimates(by_lag),
+                                              {k: [None if np.isnan(x) else x for x in v.tolist()]
+                                               for k, v in by_lag.items()})
     if characters:
-        share = {f"instance_{p}": rows[:, len(positions) + len(LAG_KEYS) + c] for c, p in enumerate(positions)}
+        share = {f"instance_{p}": rows[:, len(positions) + buckets + c] for c, p in enumerate(positions)}
         tables["online-characters"] = ProtocolResult("online", _estimates(share),
                                                      {k: v.tolist() for k, v in share.items()})
     return tables

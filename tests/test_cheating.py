@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from fewshot_mem.data.episodes import EpisodeSampler, LabelOffsetSampler
 from fewshot_mem.evaluate import evaluate_episodic, evaluate_online
 from fewshot_mem.models.contract import (SMALL_IMAGE, check_episodic_ignores_answers, check_learner,
-                                         check_online_is_causal, synthetic_pool)
+                                         check_online_is_causal, check_online_scored_steps, synthetic_pool)
 from fewshot_mem.models.learner import Learner, TaskSpec
 
 WAYS = 3
@@ -50,6 +50,16 @@ class LookAhead(AnswerReader):
     def online_logits(self, inputs) -> torch.Tensor:
         codes = inputs.previous_codes
         return self.scale * torch.cat([codes[:, 1:], torch.zeros_like(codes[:, :1])], dim=1).to(self.scale.dtype)
+
+
+class ReadsTheScoredSteps(AnswerReader):
+    """Answers differently at the steps it is told will be read (``OnlineInputs.scored``), which
+    derive from instance positions: a learner could try to learn from them where a class recurs."""
+
+    def online_logits(self, inputs) -> torch.Tensor:
+        scored = getattr(inputs, "scored", None)
+        guesses = torch.zeros(inputs.images.shape[:2], dtype=torch.long) if scored is None else scored.long()
+        return self.scale * F.one_hot(guesses, self.task.ways).to(self.scale.dtype)
 
 
 TASK = TaskSpec(WAYS, image_shape=SMALL_IMAGE)
@@ -88,3 +98,8 @@ def test_through_the_evaluator_the_answer_reader_scores_chance():
         assert estimate.mean == pytest.approx(1 / WAYS)
     episodic = evaluate_episodic(AnswerReader(TASK), EpisodeSampler(pool, ways=WAYS, shots=1, queries=2), 6)
     assert [estimate.mean for estimate in episodic.estimates.values()] == [pytest.approx(1 / WAYS)]
+
+
+def test_the_contract_rejects_a_learner_that_answers_by_the_steps_read():
+    with pytest.raises(AssertionError, match="change with the steps that will be read"):
+        check_online_scored_steps(ReadsTheScoredSteps(TASK), synthetic_pool())

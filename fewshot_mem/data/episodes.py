@@ -140,6 +140,11 @@ class OnlineInputs:
 
     images: torch.Tensor  # (B, T, channels, H, W) uint8
     previous_codes: torch.Tensor  # (B, T, D) float32: encoded y_{t-1}, zeros at t = 0
+    # (B, T) bool: the steps whose scores the evaluator reads (None: all). A learner may skip the
+    # work of the others (their scores are then unspecified); the scores it reads must not change
+    # (``models.contract.check_online_scored_steps``). Positions derive from labels the codes of
+    # later steps show anyway, so this tells nothing the inputs do not.
+    scored: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> "OnlineInputs":
         return _batch_to(self, device)

@@ -12,6 +12,7 @@ anything it was not given (a label, a target, an instance position) fails too.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import torch
@@ -92,6 +93,19 @@ def check_online_is_causal(learner: Learner, pool: ClassPool) -> None:
                 f"online scores up to step {cut} depend on what comes after it (labels, images, ...)"
 
 
+def check_online_scored_steps(learner: Learner, pool: ClassPool) -> None:
+    """The scores at the steps the evaluator reads are the same whether or not it says which
+    (``OnlineInputs.scored``): a learner may skip the work of the other steps, never change a
+    score it is read at."""
+    batch = LabelOffsetSampler(pool, ways=learner.task.ways, instances_per_class=3,
+                               encoding=learner.task.label_encoding).batch(range(5))
+    scored = torch.rand(batch.labels.shape, generator=torch.Generator().manual_seed(0)) < 0.4  # (B, T)
+    with torch.no_grad():
+        every = learner.online_logits(batch.inputs())
+        some = learner.online_logits(replace(batch.inputs(), scored=scored))
+    assert torch.allclose(every[scored], some[scored]), "online scores change with the steps that will be read"
+
+
 def check_episodic_ignores_answers(learner: Learner, pool: ClassPool) -> None:
     """Query scores are unchanged when the query labels and instances change; handed the whole
     labelled batch, as in ``check_online_is_causal``."""
@@ -145,11 +159,11 @@ def check_run_override(learner: Learner, pool: ClassPool) -> None:
         check_run_matches_steps(learner)
 
 
-CHECKS: tuple[Callable, ...] = (check_online_shapes_and_loss, check_online_is_causal,
+CHECKS: tuple[Callable, ...] = (check_online_shapes_and_loss, check_online_is_causal, check_online_scored_steps,
                                 check_episodic_shapes, check_episodic_ignores_answers,
                                 check_episodes_are_independent)
 EPISODIC_CHECKS = (check_episodic_shapes, check_episodic_ignores_answers)  # one-hot labels only
-ONLINE_CHECKS = (check_online_shapes_and_loss, check_online_is_causal)
+ONLINE_CHECKS = (check_online_shapes_and_loss, check_online_is_causal, check_online_scored_steps)
 
 
 def _applies(check: Callable, learner_class: type[Learner], task: TaskSpec) -> bool:

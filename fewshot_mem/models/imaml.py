@@ -24,7 +24,7 @@ from torch.func import grad, vjp, vmap
 from ..data.episodes import EpisodicInputs, OnlineInputs
 from .learner import Learner, Protocol, TaskSpec, images_to_float
 from .maml import FunctionalMAML, Weights, conv4_classifier, gradient_descent
-from .online import NoveltyScoring, previous_labels
+from .online import EVALUATION_BLOCK, NoveltyScoring, fill_prefix_scores, previous_labels, scored_steps
 
 if TYPE_CHECKING:
     from ..budgets import Recipe
@@ -145,6 +145,7 @@ class IMAMLLearner(NoveltyScoring, Learner):
     references: ClassVar[tuple[str, ...]] = ("rajeswaran2019",)
     test_hyperparameters: ClassVar[dict] = dict(hidden_size=8, inner_steps=2, cg_steps=2)
     in_default_bench: ClassVar[bool] = False
+    evaluation_block: ClassVar[int | None] = EVALUATION_BLOCK  # episodes adapted at once online (None: all)
 
     def __init__(self, task: TaskSpec, hidden_size: int = 64, inner_steps: int = 16, inner_lr: float = 0.1,
                  lam: float = 2.0, cg_steps: int = 5, max_pool: bool | None = None) -> None:
@@ -171,11 +172,11 @@ class IMAMLLearner(NoveltyScoring, Learner):
         images = inputs.images  # (B, T, c, H, W)
         labels = previous_labels(inputs.previous_codes)  # (B, T−1): y_1..y_{T−1}
         scores = torch.zeros(*images.shape[:2], self.task.ways, dtype=self.dtype, device=images.device)
-        for step in range(1, images.shape[1]):  # at step 0 every label is unseen: ν decides alone
-            # x_t is scored in one batch with the prefix so that batch norm sees only the past.
-            scores[:, step] = self.scores(self.adapted(images[:, :step], labels[:, :step]),
-                                          images[:, : step + 1])[:, -1]
-        return scores
+        # x_t is scored in one batch with the prefix so that batch norm sees only the past.
+        return fill_prefix_scores(
+            scores, lambda chosen, step: self.scores(self.adapted(images[chosen, :step], labels[chosen, :step]),
+                                                     images[chosen, : step + 1])[:, -1],
+            scored_steps(inputs), None if self.training else self.evaluation_block)
 
     @classmethod
     def recipe(cls, suite: "Suite", budget: str) -> "Recipe":

@@ -14,7 +14,7 @@ from torch.func import functional_call, grad, vmap
 from ..data.episodes import EpisodicInputs, OnlineInputs
 from ..recipes import Recipe, TrainConfig
 from .learner import Learner, Protocol, TaskSpec, images_to_float
-from .online import NoveltyScoring, previous_labels
+from .online import EVALUATION_BLOCK, NoveltyScoring, fill_prefix_scores, previous_labels, scored_steps
 
 if TYPE_CHECKING:
     from ..suites import Suite
@@ -119,6 +119,7 @@ class MAMLLearner(NoveltyScoring, Learner):
     references: ClassVar[tuple[str, ...]] = ("finn2017", "arnold2020")  # it runs on learn2learn
     test_hyperparameters: ClassVar[dict] = dict(hidden_size=8)
     in_default_bench: ClassVar[bool] = True
+    evaluation_block: ClassVar[int | None] = EVALUATION_BLOCK  # episodes adapted at once online (None: all)
 
     @classmethod
     def recipe(cls, suite: Suite, budget: str) -> Recipe:
@@ -168,7 +169,7 @@ class MAMLLearner(NoveltyScoring, Learner):
 
     def seen_scores(self, inputs: OnlineInputs) -> torch.Tensor:
         """Adapts on each prefix and scores the next image, with the same ``adapted`` as the
-        episodic protocol, all episodes of the batch at once (``per_episode``)."""
+        episodic protocol, a block of episodes at once (``per_episode``), at the steps read."""
         images = images_to_float(inputs.images).to(self.dtype)  # (B, T, c, H, W)
         labels = previous_labels(inputs.previous_codes)  # (B, T−1): y_1..y_{T−1}, as the codes show them
 
@@ -176,11 +177,12 @@ class MAMLLearner(NoveltyScoring, Learner):
             # x_t is scored in one batch with the prefix so that batch norm sees only the past.
             return self.maml(seen_so_far, self.adapted(prefix, prefix_labels, weights))[-1]
 
-        scores = images.new_zeros(*images.shape[:2], self.task.ways)
-        for step in range(1, images.shape[1]):  # at step 0 every label is unseen: ν decides alone
-            scores[:, step] = self.per_episode(adapt_and_score)(self.maml.weights(), images[:, :step],
-                                                                labels[:, :step], images[:, : step + 1])
-        return scores
+        mapped = self.per_episode(adapt_and_score)
+        return fill_prefix_scores(
+            images.new_zeros(*images.shape[:2], self.task.ways),
+            lambda chosen, step: mapped(self.maml.weights(), images[chosen, :step], labels[chosen, :step],
+                                        images[chosen, : step + 1]),
+            scored_steps(inputs), None if self.training else self.evaluation_block)
 
     def per_episode(self, function: Callable) -> Callable:
         """``function(weights, prefix, prefix labels, seen so far)`` mapped over the episodes of a

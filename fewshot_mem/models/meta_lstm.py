@@ -38,7 +38,7 @@ from ..train import TrainConfig
 from .encoders import EVAL_PIXELS_PER_PASS
 from .learner import Learner, Protocol, TaskSpec, images_to_float
 from .maml import conv4_classifier
-from .online import NoveltyScoring, previous_labels
+from .online import NoveltyScoring, fill_prefix_scores, previous_labels, scored_steps
 
 PREPROCESSING_P = 10.0  # Andrychowicz et al.'s p: magnitudes below e^{−p} are scaled, not logged
 GATE_WEIGHT_RANGE = 0.01  # the authors' code: every meta-learner weight uniform in ±0.01 ...
@@ -250,16 +250,18 @@ class MetaLSTMLearner(NoveltyScoring, Learner):
     def seen_scores(self, inputs: OnlineInputs) -> torch.Tensor:
         images = images_to_float(inputs.images).to(self.dtype)  # (B, T, c, H, W)
         labels = previous_labels(inputs.previous_codes)  # (B, T−1): y_1..y_{T−1}
-        return self._in_passes(self._seen_scores, math.prod(images.shape[1:]), images, labels)
+        scored = scored_steps(inputs)
+        scored = torch.ones(images.shape[:2], dtype=torch.bool, device=images.device) if scored is None else scored
+        return self._in_passes(self._seen_scores, math.prod(images.shape[1:]), images, labels, scored)
 
-    def _seen_scores(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Trains the learner on each prefix and scores the next image: (B, T, c, H, W) images and
-        (B, T−1) labels y_1..y_{T−1} -> (B, T, N)."""
-        scores = images.new_zeros(*images.shape[:2], self.task.ways)
-        for step in range(1, images.shape[1]):  # at step 0 every label is unseen: ν decides alone
-            prefix, prefix_labels = images[:, :step], labels[:, :step]
+    def _seen_scores(self, images: torch.Tensor, labels: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+        """Trains the learner on each prefix and scores the next image, at the ``scored`` steps:
+        (B, T, c, H, W) images, (B, T−1) labels y_1..y_{T−1} and (B, T) steps -> (B, T, N)."""
+
+        def score(chosen: torch.Tensor, step: int) -> torch.Tensor:
+            prefix, prefix_labels = images[chosen, :step], labels[chosen, :step]
             if self.training:  # x_t in one batch with the prefix, so that batch norm sees only the past
-                scores[:, step] = self._scores(prefix, prefix_labels, images[:, : step + 1])[:, -1]
-            else:
-                scores[:, step] = self._scores(prefix, prefix_labels, images[:, step : step + 1])[:, 0]
-        return scores
+                return self._scores(prefix, prefix_labels, images[chosen, : step + 1])[:, -1]
+            return self._scores(prefix, prefix_labels, images[chosen, step : step + 1])[:, 0]
+
+        return fill_prefix_scores(images.new_zeros(*images.shape[:2], self.task.ways), score, scored)

@@ -15,6 +15,8 @@ learner's own scores. Before calibration ν = 0.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,6 +41,45 @@ def previous_labels(previous_codes: torch.Tensor) -> torch.Tensor:
     novelty score take one-hot labels only.)
     """
     return previous_codes[:, 1:].argmax(dim=-1)
+
+
+EVALUATION_BLOCK = 10  # episodes a per-prefix learner evaluates at once (fill_prefix_scores)
+SMALLEST_MAPPED_BATCH = 4  # vmap over fewer episodes takes other kernels, which round differently
+
+
+def scored_steps(inputs: OnlineInputs | SequenceBatch) -> torch.Tensor | None:
+    """The (B, T) steps the evaluator reads, None: all (a labelled batch handed over whole, as the
+    contract hands it, says nothing of them)."""
+    return getattr(inputs, "scored", None)
+
+
+def fill_prefix_scores(scores: torch.Tensor, score: Callable[[torch.Tensor, int], torch.Tensor],
+                       scored: torch.Tensor | None = None, block: int | None = None) -> torch.Tensor:
+    """Fills (B, T, N) ``scores`` at steps t ≥ 1 with ``score(chosen, t)``: the (len(chosen), N)
+    scores of x_t for the episodes ``chosen`` (int64 indices into the batch), learned from their
+    prefixes x_1..x_{t−1}. Step 0 is left alone (every label is unseen there: ν decides alone).
+
+    The per-prefix learners (MAML, iMAML, the meta-learner LSTM) learn afresh at every step, so
+    their cost grows with the square of the episode's length. Two things cut it without changing
+    a read score: steps outside ``scored`` (B, T) are skipped (the online table reads 30 of 50
+    steps, the cheap ones early in the episode among them), and ``block`` episodes at a time keep
+    a step's work in cache (a hundred at once run half as fast). Chosen sets under
+    ``SMALLEST_MAPPED_BATCH`` are padded with other episodes of the block: vmap over one episode
+    takes the unbatched kernels, which round differently.
+    """
+    episodes, steps = scores.shape[:2]
+    block = block or episodes
+    for start in range(0, episodes, block):
+        members = torch.arange(start, min(start + block, episodes), device=scores.device)
+        for step in range(1, steps):
+            wanted = torch.ones_like(members, dtype=torch.bool) if scored is None else scored[members, step]
+            chosen = members[wanted]
+            if len(chosen) == 0:
+                continue
+            missing = max(0, min(SMALLEST_MAPPED_BATCH, len(members)) - len(chosen))
+            padded = torch.cat([chosen, members[~wanted][:missing]])
+            scores[chosen, step] = score(padded, step)[: len(chosen)]
+    return scores
 
 
 def with_novelty(seen_scores: torch.Tensor, counts: torch.Tensor, novelty: torch.Tensor) -> torch.Tensor:
