@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -137,3 +138,14 @@ def test_the_default_run_refuses_test_episodes_without_training(omniglot_root, t
     assert main(["--suite", "omniglot-5way", "--models", "lstm", "--data-root", str(omniglot_root),
                  "--leaderboard", str(tmp_path), "--test-episodes", "5", "--quiet"]) == 2
     assert "--test-episodes applies to training runs" in capsys.readouterr().err
+
+
+def test_the_expected_duration_takes_a_references_last_verification_time_over_its_bench_run():
+    """A verification records how long re-evaluating took with the code as it is now; an entry's
+    own bench run may be older and slower (MAML's online table before it skipped unread steps)."""
+    from fewshot_mem.reference import Reference, expected_seconds
+
+    plan = {"maml": Reference(Path("maml.json"), {"result": {"eval_seconds": 3000.0},
+                                                  "verification": {"seconds": 500.0}}),
+            "lstm": Reference(Path("lstm.json"), {"result": {"eval_seconds": 3.0}, "verification": None})}
+    assert expected_seconds(plan, [], "quick") == 503.0

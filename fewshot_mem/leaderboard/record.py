@@ -33,6 +33,7 @@ def record_verification(path: Path, verification: Verification, device: str) -> 
         raise LeaderboardError(f"{path} changed while it was being verified: nothing recorded")
     entry["verification"] = {"results_sha256": verification.results_sha256, "commit": git_commit(),
                              "date": date.today().isoformat(), "hardware": this_machine(device),
-                             "differing_episodes": verification.differing_episodes}
+                             "differing_episodes": verification.differing_episodes,
+                             "seconds": verification.seconds}
     write_json(entry, path)
     return entry["verification"]

@@ -70,7 +70,7 @@ CHECKPOINT_SCHEMA = {"sha256": str, "path": Nullable(str), "url": Nullable(str)}
 # results_sha256 hashes what was verified (the result and the weights' sha256), so any later
 # change to them leaves a record that no longer matches.
 VERIFICATION_SCHEMA = {"results_sha256": str, "commit": str, "date": str, "hardware": str,
-                       "differing_episodes": int}
+                       "differing_episodes": int, "seconds": Nullable(Number)}  # seconds: of the re-evaluation
 ENTRY_SCHEMA = {"format": str, "entry": str, "submitter": str, "paper": Nullable(str), "code": Nullable(str),
                 "submitted": str, "checkpoint": CHECKPOINT_SCHEMA, "result": RESULT_SCHEMA,
                 "verification": Nullable(VERIFICATION_SCHEMA)}

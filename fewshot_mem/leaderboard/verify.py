@@ -11,6 +11,7 @@ values nudged by less than a prediction, fail either way.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +86,7 @@ class Verification:
     episodes: list[EpisodeComparison] = field(default_factory=list)  # empty when nothing was re-measured
     results_sha256: str = ""  # validate.results_digest of the entry as it was verified
     measured: dict | None = None  # the re-measured tables, where the weights were evaluated
+    seconds: float | None = None  # how long the re-evaluation took
 
     @property
     def ok(self) -> bool:
@@ -172,9 +174,11 @@ def verify(path: Path, root: Path, *, data_root=None, device: str = "cpu", check
     if not all(row.ok for row in rows):
         return Verification(rows, problems, results_sha256=results_digest(entry))
     learner = build_learner(result, suite, load_weights(data, str(source)))
+    started = time.perf_counter()
     measured = evaluate_on_suite(learner, suite, facts.pools, device=device, progress=progress)
+    seconds = time.perf_counter() - started
     statistics, comparisons = statistic_rows(result["tables"], measured, facts.predictions, tolerance)
-    return Verification(rows + statistics, problems, comparisons, results_digest(entry), measured)
+    return Verification(rows + statistics, problems, comparisons, results_digest(entry), measured, seconds)
 
 
 def format_verification(verification: Verification, reference: str, tolerance: Tolerance) -> str:
