@@ -77,11 +77,14 @@ def evaluate_reference(reference: Reference, root: Path, *, data_root=None, devi
     """Re-evaluates a reference entry's weights through ``leaderboard verify`` (the bench's own
     evaluation path, with verify's default tolerance): the entry's result with the re-measured
     tables, and the verification (``.ok``; ``.summary()`` says whether the per-episode values
-    are bit-identical or how many differ)."""
+    are bit-identical or how many differ). The accuracy-by-lag table is the entry's own, not
+    re-measured: for MAML that would double the default run's longest part (``leaderboard
+    verify`` re-measures it)."""
     from .leaderboard import verify  # the leaderboard evaluates through evaluate_on_suite
 
     started = time.perf_counter()
-    verification = verify(reference.path, root, data_root=data_root, device=device, progress=progress)
+    verification = verify(reference.path, root, data_root=data_root, device=device, progress=progress,
+                          forgetting=False)
     result = {**reference.result, "tables": verification.measured or {}, "reference_entry": reference.name,
               "eval_seconds": time.perf_counter() - started}
     return result, verification

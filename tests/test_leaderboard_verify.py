@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 
 import numpy as np
@@ -83,7 +84,7 @@ def test_another_machine_may_flip_a_few_predictions_but_no_more(board, omniglot_
     original = json.loads(entry_path(board).read_text())["result"]["tables"]["online"]["per_episode"]["instance_2"]
     flip(5)
     assert leaderboard(board, omniglot_root, "verify", ENTRY) == 0
-    assert "5 of 8,000 per-episode values differ, by at most 1 prediction" in capsys.readouterr().out
+    assert re.search(r"\b5 of [0-9,]+ per-episode values differ, by at most 1 prediction\b", capsys.readouterr().out)
     assert leaderboard(board, omniglot_root, "verify", ENTRY, "--exact") == 1
     capsys.readouterr()
     flip(6)
@@ -102,6 +103,42 @@ def test_episode_comparison():
     assert not one.within(Tolerance(0.005)) and one.within(Tolerance(0.5))  # 1 of 2 episodes is 50%
     assert compare_episodes([0.2], [0.2, 0.4], 5).differing == 2  # a list of another length differs whole
     assert compare_episodes(None, [0.2], 5).differing == 1
+    # lag buckets: an episode with no step in a bucket has no value (None), equal only to None
+    missing = compare_episodes([None, 0.5], [None, 0.5], 1)
+    assert (missing.differing, missing.most_off) == (0, 0.0)
+    assert compare_episodes([None, 0.5], [0.5, 0.5], 1).most_off == float("inf")
+
+
+def lag_table(entry: dict) -> dict:
+    return entry["result"]["forgetting"]["online-lag"]
+
+
+def test_verify_compares_the_stored_lag_table_too(board, omniglot_root, capsys, plugin):
+    """Fails without the lag comparison: the suite's tables are untouched, only the stored
+    accuracy by lag is shuffled (estimates kept, so only the per-episode values tell)."""
+    def shuffle_lag(entry: dict) -> None:
+        table = lag_table(entry)
+        key = max(table["per_episode"], key=lambda k: sum(v is not None for v in table["per_episode"][k]))
+        table["per_episode"][key] = shuffled(table["per_episode"][key])
+
+    edit_entry(board, shuffle_lag)
+    capsys.readouterr()
+    assert leaderboard(board, omniglot_root, "verify", ENTRY) == 1
+    rows = mismatches(capsys.readouterr().out)
+    assert rows and all(row.split()[0] == "online-lag" for row in rows)
+
+
+def test_the_bench_shows_the_entrys_lag_table_without_measuring_it(board, omniglot_root, plugin):
+    """The default run re-measures the suite's tables only (``forgetting=False``): a damaged lag
+    table is caught by `leaderboard verify`, not by the bench."""
+    from fewshot_mem.leaderboard.verify import verify
+
+    edit_entry(board, lambda e: lag_table(e)["per_episode"].update(
+        {k: shuffled(v) for k, v in list(lag_table(e)["per_episode"].items())[:1]}))
+    quick = verify(entry_path(board), board, data_root=omniglot_root, forgetting=False)
+    assert quick.ok and not quick.forgetting
+    full = verify(entry_path(board), board, data_root=omniglot_root)
+    assert not full.ok and "online-lag" in full.forgetting
 
 
 def test_verify_all_gives_one_line_per_entry_and_fails_when_one_differs(board, omniglot_root, capsys, plugin):

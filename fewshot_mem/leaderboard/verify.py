@@ -48,6 +48,7 @@ class Tolerance:
 
 
 EXACT = Tolerance(0.0, 0)
+LAG_TABLE = "online-lag"  # the accuracy-by-lag table, kept in result.forgetting
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,24 @@ class EpisodeComparison:
         return self.differing <= tolerance.episodes(self.total) and self.most_off <= tolerance.predictions + 1e-6
 
 
-def compare_episodes(claimed: object, measured: list[float], predictions: int) -> EpisodeComparison:
+def _floats(values: list) -> np.ndarray:
+    """Per-episode values as floats; None (an episode with no step in a lag bucket) becomes NaN."""
+    return np.asarray([math.nan if value is None else value for value in values], dtype=np.float64)
+
+
+def compare_episodes(claimed: object, measured: list, predictions: int) -> EpisodeComparison:
+    """How many per-episode values differ, and by how much at most (in predictions). Missing
+    values (None) are equal only to missing values; a value against a missing one cannot be
+    compared (inf)."""
     if not isinstance(claimed, list) or len(claimed) != len(measured):
         return EpisodeComparison(len(measured), len(measured), math.inf)
-    difference = np.abs(np.asarray(claimed, dtype=np.float64) - np.asarray(measured, dtype=np.float64))
+    try:
+        claimed_values, measured_values = _floats(claimed), _floats(measured)
+    except (TypeError, ValueError):
+        return EpisodeComparison(len(measured), len(measured), math.inf)
+    both_missing = np.isnan(claimed_values) & np.isnan(measured_values)
+    difference = np.where(both_missing, 0.0, np.abs(claimed_values - measured_values))
+    difference = np.where(np.isnan(difference), math.inf, difference)  # one side missing
     differing = int(np.count_nonzero(difference))
     return EpisodeComparison(len(measured), differing, float(difference.max(initial=0.0)) * predictions)
 
@@ -87,6 +102,7 @@ class Verification:
     results_sha256: str = ""  # validate.results_digest of the entry as it was verified
     measured: dict | None = None  # the re-measured tables, where the weights were evaluated
     seconds: float | None = None  # how long the re-evaluation took
+    forgetting: dict = field(default_factory=dict)  # the re-measured lag table, where one was compared
 
     @property
     def ok(self) -> bool:
@@ -126,6 +142,9 @@ def statistic_rows(claimed: dict, measured: dict, predictions: dict[str, int],
     which decide (a mean can match while the episodes behind it were shuffled or nudged)."""
     rows, comparisons = [], []
     for table, result in measured.items():
+        unmeasured = sorted(set(claimed.get(table, {}).get("estimates", {})) - set(result["estimates"]))
+        if unmeasured:  # claimed statistics the re-evaluation has no value for
+            rows.append(DiffRow(table, "statistics", ", ".join(unmeasured), "–", False))
         for key, estimate in result["estimates"].items():
             claim = claimed.get(table, {})
             label = "" if key == table else f"{key} "
@@ -146,11 +165,14 @@ def statistic_rows(claimed: dict, measured: dict, predictions: dict[str, int],
 
 
 def verify(path: Path, root: Path, *, data_root=None, device: str = "cpu", checkpoint: Path | None = None,
-           tolerance: Tolerance = Tolerance(), progress: bool = False) -> Verification:
+           tolerance: Tolerance = Tolerance(), progress: bool = False, forgetting: bool = True) -> Verification:
     """Re-evaluates an entry's checkpoint on its suite's frozen test episodes and compares.
 
-    Stops before loading anything when the fingerprint or the checkpoint's sha256 is not
-    what the entry claims: there is nothing meaningful to re-measure then.
+    With ``forgetting``, an entry's accuracy-by-lag table (``result.forgetting``), where it stores
+    one, is re-measured in the same pass and compared too (a per-prefix learner such as MAML
+    then learns at every step instead of at the instance positions alone: about twice the
+    online table's time). Stops before loading anything when the fingerprint or the
+    checkpoint's sha256 is not what the entry claims: there is nothing meaningful to re-measure then.
     """
     entry = read_json(path)
     problems = schema_problems(entry, ENTRY_SCHEMA, "entry")
@@ -175,10 +197,19 @@ def verify(path: Path, root: Path, *, data_root=None, device: str = "cpu", check
         return Verification(rows, problems, results_sha256=results_digest(entry))
     learner = build_learner(result, suite, load_weights(data, str(source)))
     started = time.perf_counter()
-    measured = evaluate_on_suite(learner, suite, facts.pools, device=device, progress=progress)
+    claimed_lag = (result.get("forgetting") or {}).get(LAG_TABLE) if forgetting else None
+    measured = evaluate_on_suite(learner, suite, facts.pools, device=device, progress=progress,
+                                 lag=claimed_lag is not None)
     seconds = time.perf_counter() - started
+    measured_lag = {LAG_TABLE: measured.pop(LAG_TABLE)} if LAG_TABLE in measured else {}
     statistics, comparisons = statistic_rows(result["tables"], measured, facts.predictions, tolerance)
-    return Verification(rows + statistics, problems, comparisons, results_digest(entry), measured, seconds)
+    # A lag bucket's per-episode value averages however many steps of that episode fall in it,
+    # so no one prediction unit fits: the bucket is the unit, and the tolerance bounds how many
+    # episodes may differ (none with --exact).
+    lag_rows, lag_comparisons = statistic_rows({LAG_TABLE: claimed_lag or {}}, measured_lag, {LAG_TABLE: 1},
+                                               tolerance)
+    return Verification(rows + statistics + lag_rows, problems, comparisons + lag_comparisons,
+                        results_digest(entry), measured, seconds, measured_lag)
 
 
 def format_verification(verification: Verification, reference: str, tolerance: Tolerance) -> str:
