@@ -64,9 +64,11 @@ COMPARISONS = (
         (PaperRow("mann", "omniglot-5way@1", (36.4, 82.8, 91.0, 92.6, 94.9, 98.1)),
          PaperRow("lstm", "omniglot-5way@1", (24.4, 49.5, 55.3, 61.0, 63.6, 62.5)),
          PaperRow("ntm", "omniglot-5way@1", None), PaperRow("dnc", "omniglot-5way@1", None),
-         PaperRow("maml", "omniglot-5way@1", None), PaperRow("protonet", "omniglot-5way@1", None)),
+         PaperRow("maml", "omniglot-5way@1", None), PaperRow("protonet", "omniglot-5way@1", None),
+         PaperRow("knn-pixels", "omniglot-5way@1", None), PaperRow("knn-features", "omniglot-5way@1", None)),
         "Accuracy (%) by instance position on the suite's 1,000 frozen test episodes, ± 95% CI. MAML and "
-        "ProtoNet take part by adapting on the labelled prefix (see the online protocol above).", SANTORO_BUDGET),
+        "ProtoNet take part by adapting on the labelled prefix, and the kNN baselines by taking it as their "
+        "training set (see the online protocol above).", SANTORO_BUDGET),
     Comparison(
         "santoro-table2", "Santoro et al. (2016), Table 2: Omniglot, 15 classes, five-character string labels",
         "Santoro et al. (2016), Table 2, 15 classes, LSTM controllers", _SANTORO_COLUMNS,
@@ -86,7 +88,9 @@ COMPARISONS = (
         "99.16 / 99.67 / 94.46 / 98.69)", ("accuracy (%)",),
         tuple(PaperRow(model, suite, (figures[i],))
               for model, figures in (("protonet", _SNELL), ("maml", _FINN), ("imaml", _RAJESWARAN))
-              for i, (suite, _) in enumerate(_FEW_SHOT))),
+              for i, (suite, _) in enumerate(_FEW_SHOT))
+        # Ravi & Larochelle report mini-ImageNet only: ours on Omniglot stand without a paper figure.
+        + tuple(PaperRow("meta-lstm", suite, None) for suite, _ in _FEW_SHOT)),
     Comparison(
         "fewshot-miniimagenet", "Rajeswaran et al. (2019): mini-ImageNet 5-way 1-shot, 84 x 84",
         "iMAML: Rajeswaran et al. (2019), Table 3, Hessian-free inner solver: 49.30 ± 1.88", ("accuracy (%)",),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 from dataclasses import asdict
 from pathlib import Path
@@ -69,12 +70,22 @@ def run_label(budget: str, seed: int) -> str:
     return f"{budget}-seed{seed}"
 
 
+EXPORTED_COMMIT = Path(__file__).resolve().parent / "COMMIT"  # filled in by `git archive` (export-subst)
+
+
 def git_commit() -> str:
+    """The commit of the code running: from git in a checkout, else from the ``COMMIT`` file that
+    `git archive` fills in (an exported tree, such as a snapshot a long run trains from), else "unknown"."""
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
                               cwd=Path(__file__).resolve().parent).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
+        pass
+    try:
+        exported = EXPORTED_COMMIT.read_text().strip()
+    except OSError:
         return "unknown"
+    return exported if re.fullmatch(r"[0-9a-f]{40}", exported) else "unknown"
 
 
 def cpu_model() -> str:

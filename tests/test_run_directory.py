@@ -193,3 +193,22 @@ def test_a_second_training_in_the_same_run_directory_is_refused(tmp_path):
     steps = [record["step"] for record in read_metrics(tmp_path / "metrics.jsonl") if "loss" in record]
     assert steps == list(range(1, 7))
     train(tmp_path, 24, resume=True)  # the lock went with its process
+
+
+def test_a_tree_exported_with_git_archive_names_its_commit(tmp_path):
+    """Long runs train from a `git archive` snapshot, which has no .git: the results must still
+    name the code's commit (the COMMIT file, filled in by export-subst), not "unknown"."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    archive = subprocess.run(["git", "-C", str(repo), "archive", "HEAD", "fewshot_mem"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive.stdout, check=True)
+    printed = subprocess.run([sys.executable, "-c", "from fewshot_mem.results import git_commit; print(git_commit())"],
+                             cwd=tmp_path, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                             capture_output=True, text=True, check=True)
+    assert printed.stdout.strip() == head.stdout.strip()
