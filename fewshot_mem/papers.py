@@ -21,7 +21,7 @@ from .evaluate import INSTANCE_POSITIONS
 from .leaderboard import DEFAULT_ROOT, entry_files, read_json
 from .models.registry import model_label
 from .paths import write_atomically
-from .report import budget_text, duration, hardware_text, markdown_table, ordinal, plot_learning_curves
+from .report import budget_text, duration, hardware_text, lag_rows, markdown_table, ordinal, plot_learning_curves
 from .results import ONLINE_TABLE, episodic_key, format_estimate, instance_key, trained_episodes
 from .suites import get_suite
 
@@ -193,12 +193,29 @@ def learning_curves(comparison: Comparison, entries: list[dict]) -> dict[str, li
     return curves
 
 
+def forgetting_table(comparison: Comparison, entries: list[dict]) -> str | None:
+    """Accuracy by lag of the comparison's entries that store one (``forgetting.online-lag``), one
+    row per entry; None where none does. The papers report no such figures."""
+    rows = [(row, entry) for row in comparison.rows for entry in _matching(entries, row)]
+    results = [{**entry["result"], "model": f"{model_label(row.model)}: `{entry['entry']}`"} for row, entry in rows]
+    header, body = lag_rows(results)
+    if not body:
+        return None
+    return ("Forgetting: accuracy (%) by lag, the steps since the current class was last shown (first "
+            "appearances left out), ± 95% CI, on the same test episodes; the papers report no such figures.\n\n"
+            + markdown_table(["entry", *header[1:]], body))
+
+
 def results_section(entries: list[dict], plots: dict[str, str] | None = None) -> str:
-    """The Markdown of every comparison, with the learning-curve plot's path where one was drawn."""
+    """The Markdown of every comparison (with its forgetting table where its entries have one), and
+    the learning-curve plot's path where one was drawn."""
     parts = []
     for comparison in COMPARISONS:
         parts += [f"#### {comparison.title}", "", comparison_table(comparison, entries), "",
                   f"Paper figures: {comparison.source}. {comparison.note}".rstrip()]
+        forgetting = forgetting_table(comparison, entries)
+        if forgetting:
+            parts += ["", forgetting]
         if plots and comparison.key in plots:
             parts += ["", f"![learning curves]({plots[comparison.key]})"]
         parts.append("")

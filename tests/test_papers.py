@@ -118,3 +118,14 @@ def test_the_section_follows_the_entries():
     changed = copy.deepcopy(entries)
     changed[0]["result"]["tables"]["online"]["estimates"]["instance_2"]["mean"] = 0.828
     assert "82.8 ± 1.2" in papers.results_section(changed) and "82.8 ± 1.2" not in papers.results_section(entries)
+
+
+def test_the_forgetting_table_holds_the_entries_that_stored_a_lag_table():
+    lag = {"online-lag": {"estimates": {"lag_1": {"mean": 0.9, "ci95": 0.01}, "lag_2-3": {"mean": 0.8, "ci95": 0.02}}}}
+    entries = [_entry("mann-paper", "mann", "omniglot-5way@1", ONLINE, forgetting=lag),
+               _entry("lstm-quick", "lstm", "omniglot-5way@1", ONLINE)]  # an older entry: no lag table
+    table = papers.forgetting_table(papers.COMPARISONS[0], entries)
+    assert "| entry | 1 | 2-3 |" in table
+    assert "| MANN (LRUA): `mann-paper` | 90.0 ± 1.0 | 80.0 ± 2.0 |" in table
+    assert "lstm-quick" not in table
+    assert papers.forgetting_table(papers.COMPARISONS[0], entries[1:]) is None  # nothing to show, no table
