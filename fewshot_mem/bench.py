@@ -274,6 +274,8 @@ def _plan_line(model: str, reference: Reference | None, suite: Suite, args: argp
                 f"{duration(result.get('train_seconds'))} on {hardware_text(result['hardware'])})")
     config = model_recipe_of(model, suite, args).config
     planned = budget_text({"budget": config.budget, "training": asdict(config)})
+    if args.eval_only:
+        return f"evaluates the best checkpoint of its {args.budget} run ({planned}); trains nothing"
     return (("no reference weights on this board: " if reference_mode else "")
             + f"trains at the {args.budget} budget ({planned})"
             + (f" with --set {args.overrides}" if args.overrides else ""))

@@ -115,6 +115,9 @@ def test_the_default_run_evaluates_reference_weights_and_checks_them_against_the
     assert main([*common, "--models", "lstm", "--leaderboard", str(board), "--out", str(tmp_path / "explicit"),
                  "--budget", "smoke"]) == 0  # an explicit budget trains, whatever the board has
     assert "0 of 1 models from reference weights" in capsys.readouterr().out
+    assert main([*common, "--models", "lstm", "--out", str(tmp_path / "train"), "--budget", "smoke",
+                 "--eval-only"]) == 0
+    assert "lstm: evaluates the best checkpoint of its smoke run" in capsys.readouterr().out  # not "trains"
 
     assert main([*common, "--models", "lstm", "--leaderboard", str(board), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
