@@ -249,3 +249,16 @@ def evaluate_on_suite(learner: Learner, suite: "Suite", pools: dict[str, "ClassP
         tables[table] = evaluate(learner, sampler, episodes or suite.test_episodes, device=device,
                                  progress=progress).to_json()
     return tables
+
+
+def evaluate_forgetting(learner: Learner, suite: "Suite", pools: dict[str, "ClassPool"], episodes: int | None = None,
+                        device: str = "cpu", progress: bool = False) -> dict | None:
+    """The online table's accuracy by lag ("online-lag", as the results JSON stores it under
+    ``forgetting``) for a learner ``evaluate_on_suite`` has just scored (so calibrated); None for a
+    suite without the online protocol. A pass of its own, so that the suite's tables are timed
+    apart from it: a per-prefix learner learns at every step here, not at the positions alone."""
+    sampler = suite.test_samplers(pools["test"]).get("online")
+    if sampler is None:
+        return None
+    return evaluate_online_tables(learner, sampler, episodes or suite.test_episodes, device=device,
+                                  progress=progress)["online-lag"].to_json()
