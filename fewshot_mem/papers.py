@@ -186,7 +186,9 @@ def learning_curves(comparison: Comparison, entries: list[dict]) -> dict[str, li
         for entry in _matching(entries, row):
             online = statistics(row.suite, row.protocol)[0][0] == ONLINE_TABLE
             key = "validation_instance_2" if online else "validation_score"
-            points = [(r["episodes"], r[key]) for r in entry["result"].get("learning_curve", []) if key in r]
+            # The axis is logarithmic: a validation before any training (0 episodes: kNN on pixels) has no place on it.
+            points = [(r["episodes"], r[key]) for r in entry["result"].get("learning_curve", [])
+                      if key in r and r["episodes"] > 0]
             if points:  # entries share names across suites, so a line is named by its setting too
                 label = ", ".join([model_label(row.model), *_settings(comparison, row)])
                 curves[f"{label}: {entry['entry']}"] = points
