@@ -91,6 +91,91 @@ def lru_backward(keys, gates, write_w, read_w, least_used, keep, written, key_no
             ((1 - gates) * grad_write_w).sum(1))
 
 
+def _shift_sources(n: int, s: int, device: torch.device, direction: int) -> torch.Tensor:
+    """(S, N) slot indices (i − direction·offset_k) mod N, offsets −(S//2) .. +(S//2): direction 1
+    gathers what each offset carries onto slot i (``addressing.circular_shift``), −1 the reverse."""
+    offsets = torch.arange(s, device=device) - s // 2
+    return (torch.arange(n, device=device).unsqueeze(0) - direction * offsets.unsqueeze(1)) % n
+
+
+def _softplus_slope(x: torch.Tensor) -> torch.Tensor:
+    """d softplus(x)/dx = σ(x), and exactly 1 above the threshold (20) where softplus returns x."""
+    return torch.where(x > 20, torch.ones_like(x), x.sigmoid())
+
+
+def ntm_forward(interface: torch.Tensor, memory: torch.Tensor, previous_w: torch.Tensor):
+    """The NTM's access (``NTM.access``: H = R + 1 heads, the write head last): from the (B, I)
+    interface vector, memory (B, N, W) and the heads' previous weights (B, H, N) to
+    ((memory, weights (B, H, N), reads (B, R·W)), tensors for the backward). The operations are
+    those of ``memory.addressing``, in its order, so the outputs are ``NTM.access``'s bit for bit."""
+    b, h, n = previous_w.shape
+    w = memory.shape[-1]
+    per_head = interface[:, : interface.shape[1] - 2 * w].view(b, h, -1)  # (B, H, W + 3 + S)
+    keys = per_head[..., :w].tanh()  # (B, H, W)
+    strength_in, gate_in, sharpness_in = per_head[..., w], per_head[..., w + 1], per_head[..., w + 2]  # (B, H)
+    strength, sharpness = torch.nn.functional.softplus(strength_in), 1 + torch.nn.functional.softplus(sharpness_in)
+    gate = gate_in.sigmoid()  # g (B, H)
+    shift = per_head[..., w + 3 :].softmax(-1)  # s (B, H, S)
+    erase, add = interface[:, -2 * w : -w].sigmoid(), interface[:, -w:].tanh()  # (B, W)
+    cosine = addressing.cosine_similarity(memory, keys)  # K (B, H, N)
+    content_w = torch.softmax(strength.unsqueeze(-1) * cosine, dim=-1)  # addressing.content_weights
+    gated = addressing.interpolate(content_w, previous_w, gate)
+    moved = gated[..., _shift_sources(n, shift.shape[-1], gated.device, 1)]  # (B, H, S, N), as circular_shift
+    shifted = torch.einsum("bhsn,bhs->bhn", moved, shift)
+    new_w = addressing.sharpen(shifted, sharpness)  # (B, H, N)
+    reads = addressing.read(memory, new_w[:, :-1]).flatten(1)  # (B, R·W), from M_{t−1}
+    new_memory = addressing.erase_and_add(memory, new_w[:, -1:], erase[:, None], add[:, None])
+    saved = (keys, strength, _softplus_slope(strength_in), gate.unsqueeze(-1), shift, erase, add,
+             _softplus_slope(sharpness_in), sharpness, memory, previous_w, cosine, content_w, moved, shifted, new_w)
+    return (new_memory, new_w, reads), saved
+
+
+def ntm_backward(keys, strength, strength_slope, gate, shift, erase, add, sharpness_slope, sharpness, memory,
+                 previous_w, cosine, content_w, moved, shifted, new_w, grad_memory, grad_w, grad_reads):
+    """The gradients of ``ntm_forward``'s inputs (interface, memory, previous weights) from those
+    of its outputs (memory, weights, reads)."""
+    b, h, n = new_w.shape
+    write_w = new_w[:, -1].unsqueeze(-1)  # (B, N, 1)
+    grad_reads = grad_reads.view(b, h - 1, -1)  # (B, R, W)
+    # M_t = M_{t−1} ∘ (1 − w^w eᵀ) + w^w aᵀ; reads r = w^r M_{t−1}
+    grad_memory_in = grad_memory * (1 - write_w * erase.unsqueeze(1)) + torch.bmm(new_w[:, :-1].transpose(1, 2),
+                                                                                    grad_reads)
+    weighted = grad_memory * write_w  # (B, N, W)
+    grad_erase = -(weighted * memory).sum(1)  # (B, W)
+    grad_add = weighted.sum(1)
+    grad_write_w = (grad_memory * (add.unsqueeze(1) - erase.unsqueeze(1) * memory)).sum(-1)  # (B, N)
+    grad_new_w = grad_w + torch.cat([torch.bmm(grad_reads, memory.transpose(1, 2)), grad_write_w.unsqueeze(1)], 1)
+    # Sharpening w = (w̃ + ε)^γ / Σ (w̃ + ε)^γ: with q = w (∂L/∂w − Σ w ∂L/∂w),
+    # ∂L/∂w̃ = γ q / (w̃ + ε) and ∂L/∂γ = Σ q log(w̃ + ε).
+    q = new_w * (grad_new_w - (grad_new_w * new_w).sum(-1, keepdim=True))
+    lifted = shifted + addressing.EPSILON
+    grad_shifted = sharpness.unsqueeze(-1) * q / lifted
+    grad_sharpness = (q * lifted.log()).sum(-1)  # (B, H)
+    # Shift w̃(i) = Σ_k w^g(i − o_k) s_k
+    grad_shift = torch.einsum("bhsn,bhn->bhs", moved, grad_shifted)
+    back = grad_shifted[..., _shift_sources(n, shift.shape[-1], grad_shifted.device, -1)]  # (B, H, S, N)
+    grad_gated = torch.einsum("bhsn,bhs->bhn", back, shift)
+    # Interpolation and the content softmax
+    grad_gate = ((content_w - previous_w) * grad_gated).sum(-1)  # (B, H)
+    grad_content = gate * grad_gated
+    grad_logits = content_w * (grad_content - (grad_content * content_w).sum(-1, keepdim=True))
+    grad_strength = (grad_logits * cosine).sum(-1)
+    grad_cosine = strength.unsqueeze(-1) * grad_logits
+    # K = k·M / (‖k‖ ‖M‖), as in lru_backward
+    key_norm = addressing._safe_norm(keys).unsqueeze(-1)  # (B, H, 1)
+    memory_norm = addressing._safe_norm(memory).unsqueeze(1)  # (B, 1, N)
+    grad_dots = grad_cosine / (key_norm * memory_norm)
+    along = grad_cosine * cosine
+    grad_keys = torch.bmm(grad_dots, memory) - (along.sum(-1, keepdim=True) / key_norm ** 2) * keys
+    grad_memory_in = (grad_memory_in + torch.bmm(grad_dots.transpose(1, 2), keys)
+                      - (along.sum(1).unsqueeze(-1) / memory_norm.transpose(1, 2) ** 2) * memory)
+    per_head = torch.cat([grad_keys * (1 - keys * keys), (grad_strength * strength_slope).unsqueeze(-1),
+                          grad_gate.unsqueeze(-1) * gate * (1 - gate), (grad_sharpness * sharpness_slope).unsqueeze(-1),
+                          shift * (grad_shift - (grad_shift * shift).sum(-1, keepdim=True))], dim=-1)
+    grad_interface = torch.cat([per_head.flatten(1), grad_erase * erase * (1 - erase), grad_add * (1 - add * add)], 1)
+    return grad_interface, grad_memory_in, (1 - gate) * grad_gated
+
+
 @functools.cache
 def compiled(function: Callable) -> Callable:
     """``function`` compiled by torch.compile (inductor), once per process."""
@@ -135,3 +220,20 @@ class LRUAccessStep(torch.autograd.Function):
         grads = _body(lru_backward, ctx.compiled)(*ctx.saved_tensors, grad_memory, grad_read_w, grad_usage, grad_reads,
                                                    ctx.usage_decay)
         return *grads, None, None
+
+
+class NTMAccessStep(torch.autograd.Function):
+    """``ntm_forward`` and ``ntm_backward`` as one autograd node:
+    (interface, memory, previous weights, compiled) -> (memory, weights, reads)."""
+
+    @staticmethod
+    def forward(ctx, interface, memory, previous_w, compiled: bool = False):
+        outputs, saved = _body(ntm_forward, compiled)(interface, memory, previous_w)
+        ctx.save_for_backward(*saved)
+        ctx.compiled = compiled
+        return outputs
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_memory, grad_w, grad_reads):
+        return *_body(ntm_backward, ctx.compiled)(*ctx.saved_tensors, grad_memory, grad_w, grad_reads), None

@@ -12,6 +12,7 @@ from torch import nn
 
 from ..memory import addressing
 from ..recipes import Recipe
+from .fused_steps import NTMAccessStep
 from .learner import State, TaskSpec
 from .memory_learner import MEMORY_INIT, MemoryLearner
 
@@ -103,4 +104,9 @@ class NTM(MemoryLearner):
         read_w, write_w = weights[:, :-1], weights[:, -1:]  # (B, R, N), (B, 1, N)
         reads = addressing.read(memory, read_w).flatten(1)  # (B, R·W), from M_{t−1}
         memory = addressing.erase_and_add(memory, write_w, erase[:, None], add[:, None])
+        return (memory, weights), reads
+
+    def fast_access(self, interface: torch.Tensor, memory_state: State) -> tuple[State, torch.Tensor]:
+        """``access`` with a hand-derived backward (``fused_steps.ntm_backward``): one autograd node."""
+        memory, weights, reads = NTMAccessStep.apply(interface, *memory_state, self.compiled_steps)
         return (memory, weights), reads
