@@ -115,10 +115,11 @@ def build_result(*, suite_id: str, fingerprint: str, model: str, model_class: st
                  trained_steps: int | None = None, best_step: int | None = None,
                  train_seconds: float | None = None, checkpoint: str | None = None,
                  learning_curve: list[dict] | None = None, overrides: dict | None = None,
-                 forgetting: dict | None = None) -> dict:
+                 forgetting: dict | None = None, compiled_from_step: int | None = None) -> dict:
     """The results record of ``model`` on a suite. ``training`` is the bench's recipe
     (None for a model trained elsewhere); ``overrides`` the ``--set`` changes to its recipe;
-    ``forgetting`` the accuracy-by-lag table ("online-lag"), kept beside the suite's tables."""
+    ``forgetting`` the accuracy-by-lag table ("online-lag"), kept beside the suite's tables;
+    ``compiled_from_step`` the first logged step trained with compiled steps (``--compile-steps``)."""
     result = {
         "format": RESULT_FORMAT, "fewshot_mem_version": __version__, "suite": suite_id,
         "fingerprint": fingerprint, "model": model, "model_class": model_class,
@@ -133,6 +134,8 @@ def build_result(*, suite_id: str, fingerprint: str, model: str, model_class: st
         result["forgetting"] = forgetting
     if overrides:
         result["overrides"] = overrides
+    if compiled_from_step is not None:
+        result["training_compiled_from_step"] = compiled_from_step
     return result
 
 
@@ -162,3 +165,11 @@ def learning_curve(metrics: Path) -> list[dict]:
     from .train import read_metrics
 
     return [r for r in read_metrics(metrics) if "validation_score" in r]
+
+
+def compiled_from_step(metrics: Path) -> int | None:
+    """The first step of a run's log trained with compiled steps (``--compile-steps``), or None;
+    a run resumed with and without it says so from that step on."""
+    from .train import read_metrics
+
+    return next((r["step"] for r in read_metrics(metrics) if r.get("compiled_steps")), None)

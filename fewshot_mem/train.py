@@ -320,8 +320,9 @@ def _train(learner: Learner, sample: Callable[[np.ndarray], object],
                 accuracy = _batch_accuracy(logits, batch)
                 rate = window_episodes / max(time.perf_counter() - window_start, 1e-9)
                 window_start, window_episodes = time.perf_counter(), 0
+                compiled = {"compiled_steps": True} if getattr(learner, "compiled_steps", False) else {}
                 log.write({"step": step, "episodes": step * config.batch_size, "loss": loss_value,
-                           **accuracy, "episodes_per_second": rate})
+                           **accuracy, "episodes_per_second": rate, **compiled})
                 shown = {"chars": f"{accuracy['character_accuracy']:.3f}"} if "character_accuracy" in accuracy else {}
                 bar.set_postfix(loss=f"{loss_value:.3f}", acc=f"{accuracy['accuracy']:.3f}", **shown,
                                 eps=f"{rate:.0f}/s")

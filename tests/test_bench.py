@@ -152,3 +152,35 @@ def test_the_expected_duration_takes_a_references_last_verification_time_over_it
                                                   "verification": {"seconds": 500.0}}),
             "lstm": Reference(Path("lstm.json"), {"result": {"eval_seconds": 3.0}, "verification": None})}
     assert expected_seconds(plan, [], "quick") == 503.0
+
+
+def test_compile_steps_trains_compiled_evaluates_eager_and_says_so(omniglot_root, tmp_path, monkeypatch):
+    """--compile-steps: the memory models train with compiled steps (here the compiler is the
+    identity, so the weights must equal an eager run's), evaluate eager, and the log and the
+    result record from which step training was compiled."""
+    import fewshot_mem.bench as bench
+    from fewshot_mem.models import fused_steps, memory_learner
+
+    monkeypatch.setattr(fused_steps, "compiled", lambda function: function)
+    monkeypatch.setattr(memory_learner, "compiled", lambda function: function)
+    seen_while_evaluating = []
+    evaluate_on_suite = bench.evaluate_on_suite
+
+    def spy(learner, *args, **kwargs):
+        seen_while_evaluating.append(learner.compiled_steps)
+        return evaluate_on_suite(learner, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "evaluate_on_suite", spy)
+    common = ["--suite", "omniglot-5way", "--models", "mann", "--budget", "smoke", "--data-root", str(omniglot_root),
+              "--quiet", "--test-episodes", "10"]
+    assert main([*common, "--out", str(tmp_path / "eager")]) == 0
+    assert main([*common, "--out", str(tmp_path / "compiled"), "--compile-steps"]) == 0
+    assert seen_while_evaluating == [False, False]
+    eager, compiled = (json.loads((tmp_path / run / "omniglot-5way@1" / "results" / "mann-smoke-seed0.json").read_text())
+                       for run in ("eager", "compiled"))
+    assert compiled["tables"] == eager["tables"]
+    assert "training_compiled_from_step" not in eager
+    log = tmp_path / "compiled" / "omniglot-5way@1" / "mann" / "smoke-seed0" / "metrics.jsonl"
+    trained = [json.loads(line) for line in log.read_text().splitlines() if "loss" in line]
+    assert trained and all(record["compiled_steps"] for record in trained)
+    assert compiled["training_compiled_from_step"] == trained[0]["step"]
