@@ -15,6 +15,7 @@ __all__ = [
     "directional_weights",
     "read_weights",
     "retention",
+    "sorted_allocation_weights",
     "update_link",
     "update_precedence",
     "update_usage",
@@ -70,12 +71,25 @@ def allocation_weights(usage: torch.Tensor) -> torch.Tensor:
     Returns:
         (B, N) allocation weights, non-negative and summing to 1 − Π_i u_t[i] ≤ 1.
     """
+    _, order, _, sorted_allocation = sorted_allocation_weights(usage)
+    return torch.zeros_like(usage).scatter(-1, order, sorted_allocation)  # back to slot order
+
+
+def sorted_allocation_weights(usage: torch.Tensor
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``allocation_weights`` in sorted order, with its parts (for a hand-derived backward).
+
+    Args:
+        usage: (B, N) u_t in [0, 1].
+    Returns:
+        (B, N) each: the squeezed usage sorted ascending u[φ], the order φ, the exclusive
+        products Π_{i<j} u[φ[i]], and the allocation (1 − u[φ[j]]) Π_{i<j} u[φ[i]].
+    """
     usage = EPSILON + (1 - EPSILON) * usage
     sorted_usage, order = torch.sort(usage, dim=-1)  # (B, N) each; order = φ_t
     exclusive = torch.cumprod(torch.cat([torch.ones_like(sorted_usage[..., :1]), sorted_usage[..., :-1]], dim=-1),
                               dim=-1)  # Π_{i<j} u[φ[i]]
-    sorted_allocation = (1 - sorted_usage) * exclusive  # (B, N), in sorted order
-    return torch.zeros_like(usage).scatter(-1, order, sorted_allocation)  # back to slot order
+    return sorted_usage, order, exclusive, (1 - sorted_usage) * exclusive
 
 
 def write_weights(content_w: torch.Tensor, allocation_w: torch.Tensor, allocation_gate: torch.Tensor,

@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..memory import addressing, dnc as dnc_memory
+from .fused_dnc import DNCAccessStep, interface_parameters
 from .learner import State, TaskSpec
 from .memory_learner import MEMORY_INIT, MemoryLearner
 
@@ -60,21 +60,13 @@ class DNC(MemoryLearner):
                 zeros(b, n, n),  # temporal links L (B, N, N)
                 zeros(b, r * w))  # read vectors (B, R·W)
 
-    def _interface(self, interface: torch.Tensor):
-        b, r, w = interface.shape[0], self.read_heads, self.memory_width
-        (read_keys, read_strengths, write_key, write_strength, erase, write_vector,
-         free_gates, allocation_gate, write_gate, read_modes) = interface.split(self.interface_sizes, -1)
-        return (read_keys.view(b, r, w), 1 + F.softplus(read_strengths), write_key.view(b, 1, w),
-                1 + F.softplus(write_strength), torch.sigmoid(erase).view(b, 1, w), write_vector.view(b, 1, w),
-                torch.sigmoid(free_gates), torch.sigmoid(allocation_gate)[:, 0], torch.sigmoid(write_gate)[:, 0],
-                torch.softmax(read_modes.view(b, r, 3), dim=-1))
-
     def access(self, interface: torch.Tensor, memory_state: State) -> tuple[State, torch.Tensor]:
         """The write (allocation or content), then the reads from M_t (content or temporal links):
         ((memory, read weights, write weights, usage, precedence, links), reads (B, R·W))."""
         memory, read_w, write_w, usage, precedence, link = memory_state
         (read_keys, read_strengths, write_key, write_strength, erase, write_vector,
-         free_gates, allocation_gate, write_gate, read_modes) = self._interface(interface)
+         free_gates, allocation_gate, write_gate, read_modes) = interface_parameters(interface, self.interface_sizes,
+                                                                       self.read_heads, self.memory_width)
 
         retention = dnc_memory.retention(free_gates, read_w)  # (B, N)
         usage = dnc_memory.update_usage(usage, write_w, retention)  # (B, N)
@@ -90,3 +82,8 @@ class DNC(MemoryLearner):
         read_w = dnc_memory.read_weights(read_content, forward, backward, read_modes)  # (B, R, N)
         reads = addressing.read(memory, read_w).flatten(1)  # (B, R·W)
         return (memory, read_w, write_w, usage, precedence, link), reads
+
+    def fast_access(self, interface: torch.Tensor, memory_state: State) -> tuple[State, torch.Tensor]:
+        """``access`` with a hand-derived backward (``fused_dnc``): one autograd node a step."""
+        *memory_state, reads = DNCAccessStep.apply(interface, self.interface_sizes, *memory_state, self.compiled_steps)
+        return tuple(memory_state), reads

@@ -42,6 +42,23 @@ def lstm_backward(activated: torch.Tensor, cell: torch.Tensor, squashed: torch.T
                       grad_hidden * squashed * o * (1 - o)], dim=-1), grad_cell * f
 
 
+def softmax_backward(grad: torch.Tensor, probabilities: torch.Tensor) -> torch.Tensor:
+    """dL/dz of p = softmax(z) over the last dimension: p ∘ (dL/dp − Σ p ∘ dL/dp)."""
+    return probabilities * (grad - (grad * probabilities).sum(-1, keepdim=True))
+
+
+def cosine_backward(grad_cosine: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor, cosine: torch.Tensor,
+                    key_norm: torch.Tensor, memory_norm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradients of keys (B, H, W) and memory (B, N, W) from that of K = k·M / (‖k‖ ‖M‖)
+    (``addressing.cosine_similarity``, (B, H, N)); key_norm (B, H, 1), memory_norm (B, 1, N)."""
+    grad_dots = grad_cosine / (key_norm * memory_norm)
+    along = grad_cosine * cosine  # the norms' terms: dK/d‖k‖ = −K / ‖k‖, and ∂‖x‖/∂x = x / ‖x‖
+    grad_keys = torch.bmm(grad_dots, memory) - (along.sum(-1, keepdim=True) / key_norm ** 2) * keys
+    grad_memory = (torch.bmm(grad_dots.transpose(1, 2), keys)
+                   - (along.sum(1).unsqueeze(-1) / memory_norm.transpose(1, 2) ** 2) * memory)
+    return grad_keys, grad_memory
+
+
 def lru_forward(interface: torch.Tensor, memory: torch.Tensor, read_w: torch.Tensor, usage: torch.Tensor,
                 least_used: torch.Tensor, usage_decay: float):
     """MANN's access (``MANN.access``): from the (B, R·(W + 1)) interface vector and
@@ -54,8 +71,7 @@ def lru_forward(interface: torch.Tensor, memory: torch.Tensor, read_w: torch.Ten
     write_w = torch.lerp(least_used.unsqueeze(1), read_w, gates)  # (B, R, N), lru.lru_write_weights
     keep = lru.zero_least_used(memory.new_ones(b, n, 1), usage)  # (B, N, 1): 0 at the least used slot
     written = torch.baddbmm(memory * keep, write_w.transpose(1, 2), keys)  # (B, N, W), addressing.add_write
-    key_norm = addressing._safe_norm(keys).unsqueeze(-1)  # (B, R, 1)
-    memory_norm = addressing._safe_norm(written).unsqueeze(1)  # (B, 1, N)
+    key_norm, memory_norm = content_norms(keys, written)  # (B, R, 1), (B, 1, N)
     cosine = torch.bmm(keys, written.transpose(1, 2)) / (key_norm * memory_norm)  # (B, R, N)
     new_read_w = torch.softmax(cosine, dim=-1)  # key strength 1, as MANN.access
     reads = torch.bmm(new_read_w, written)  # (B, R, W)
@@ -74,12 +90,9 @@ def lru_backward(keys, gates, write_w, read_w, least_used, keep, written, key_no
     grad_new_read_w = grad_read_w + spread_usage + torch.bmm(grad_reads, written.transpose(1, 2))
     grad_written = grad_memory + torch.bmm(new_read_w.transpose(1, 2), grad_reads)
     # w^r = softmax(K), K = k·M / (‖k‖ ‖M‖)
-    grad_cosine = new_read_w * (grad_new_read_w - (grad_new_read_w * new_read_w).sum(-1, keepdim=True))
-    grad_dots = grad_cosine / (key_norm * memory_norm)
-    along = grad_cosine * cosine  # the norms' terms: dK/d‖k‖ = −K / ‖k‖, and ∂‖x‖/∂x = x / ‖x‖
-    grad_keys = torch.bmm(grad_dots, written) - (along.sum(-1, keepdim=True) / key_norm ** 2) * keys
-    grad_written = (grad_written + torch.bmm(grad_dots.transpose(1, 2), keys)
-                    - (along.sum(1).unsqueeze(-1) / memory_norm.transpose(1, 2) ** 2) * written)
+    grad_keys, grad_through_cosine = cosine_backward(softmax_backward(grad_new_read_w, new_read_w), keys, written, cosine,
+                                                     key_norm, memory_norm)
+    grad_written = grad_written + grad_through_cosine
     # M_t = M_{t−1} ∘ keep + (w^w)ᵀ k
     grad_write_w = spread_usage + torch.bmm(keys, grad_written.transpose(1, 2))  # (B, R, N)
     grad_keys = grad_keys + torch.bmm(write_w, grad_written)
@@ -98,7 +111,12 @@ def _shift_sources(n: int, s: int, device: torch.device, direction: int) -> torc
     return (torch.arange(n, device=device).unsqueeze(0) - direction * offsets.unsqueeze(1)) % n
 
 
-def _softplus_slope(x: torch.Tensor) -> torch.Tensor:
+def content_norms(keys: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """‖k‖ (B, H, 1) and ‖M‖ (B, 1, N), as ``addressing.cosine_similarity`` computes them."""
+    return addressing._safe_norm(keys).unsqueeze(-1), addressing._safe_norm(memory).unsqueeze(1)
+
+
+def softplus_slope(x: torch.Tensor) -> torch.Tensor:
     """d softplus(x)/dx = σ(x), and exactly 1 above the threshold (20) where softplus returns x."""
     return torch.where(x > 20, torch.ones_like(x), x.sigmoid())
 
@@ -125,8 +143,8 @@ def ntm_forward(interface: torch.Tensor, memory: torch.Tensor, previous_w: torch
     new_w = addressing.sharpen(shifted, sharpness)  # (B, H, N)
     reads = addressing.read(memory, new_w[:, :-1]).flatten(1)  # (B, R·W), from M_{t−1}
     new_memory = addressing.erase_and_add(memory, new_w[:, -1:], erase[:, None], add[:, None])
-    saved = (keys, strength, _softplus_slope(strength_in), gate.unsqueeze(-1), shift, erase, add,
-             _softplus_slope(sharpness_in), sharpness, memory, previous_w, cosine, content_w, moved, shifted, new_w)
+    saved = (keys, strength, softplus_slope(strength_in), gate.unsqueeze(-1), shift, erase, add,
+             softplus_slope(sharpness_in), sharpness, memory, previous_w, cosine, content_w, moved, shifted, new_w)
     return (new_memory, new_w, reads), saved
 
 
@@ -157,21 +175,14 @@ def ntm_backward(keys, strength, strength_slope, gate, shift, erase, add, sharpn
     grad_gated = torch.einsum("bhsn,bhs->bhn", back, shift)
     # Interpolation and the content softmax
     grad_gate = ((content_w - previous_w) * grad_gated).sum(-1)  # (B, H)
-    grad_content = gate * grad_gated
-    grad_logits = content_w * (grad_content - (grad_content * content_w).sum(-1, keepdim=True))
+    grad_logits = softmax_backward(gate * grad_gated, content_w)
     grad_strength = (grad_logits * cosine).sum(-1)
-    grad_cosine = strength.unsqueeze(-1) * grad_logits
-    # K = k·M / (‖k‖ ‖M‖), as in lru_backward
-    key_norm = addressing._safe_norm(keys).unsqueeze(-1)  # (B, H, 1)
-    memory_norm = addressing._safe_norm(memory).unsqueeze(1)  # (B, 1, N)
-    grad_dots = grad_cosine / (key_norm * memory_norm)
-    along = grad_cosine * cosine
-    grad_keys = torch.bmm(grad_dots, memory) - (along.sum(-1, keepdim=True) / key_norm ** 2) * keys
-    grad_memory_in = (grad_memory_in + torch.bmm(grad_dots.transpose(1, 2), keys)
-                      - (along.sum(1).unsqueeze(-1) / memory_norm.transpose(1, 2) ** 2) * memory)
+    grad_keys, grad_through_cosine = cosine_backward(strength.unsqueeze(-1) * grad_logits, keys, memory, cosine,
+                                                     *content_norms(keys, memory))
+    grad_memory_in = grad_memory_in + grad_through_cosine
     per_head = torch.cat([grad_keys * (1 - keys * keys), (grad_strength * strength_slope).unsqueeze(-1),
                           grad_gate.unsqueeze(-1) * gate * (1 - gate), (grad_sharpness * sharpness_slope).unsqueeze(-1),
-                          shift * (grad_shift - (grad_shift * shift).sum(-1, keepdim=True))], dim=-1)
+                          softmax_backward(grad_shift, shift)], dim=-1)
     grad_interface = torch.cat([per_head.flatten(1), grad_erase * erase * (1 - erase), grad_add * (1 - add * add)], 1)
     return grad_interface, grad_memory_in, (1 - gate) * grad_gated
 
