@@ -6,6 +6,9 @@ episodes, print the tables people cite, and write the results JSON and plot.
         [--resume] [--wandb] [--list]
     python -m fewshot_mem.bench --cite SUITE [--models ...]   # BibTeX for a suite's numbers
     torchrun --nproc_per_node=P -m fewshot_mem.bench ...      # the same, on P processes (README)
+
+The default run (reference weights only) spreads its evaluation over the machine's CPU cores, one
+process a core (``--processes auto``): the tables are those of one process, bit for bit.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -38,6 +42,9 @@ from .results import (CUSTOM_BUDGET, build_result, compiled_from_step, episodic_
                       run_label, write_result)
 from .suites import SUITES, Suite, get_suite, load_pools
 from .train import fit, is_complete
+
+PROCESSES_VARIABLE = "FEWSHOT_MEM_PROCESSES"  # the default of --processes
+MAX_AUTO_PROCESSES = 8  # --processes auto: evaluation shards barely gain past this, and each rank holds the data
 
 def _validator(suite: Suite, protocol: str, val_pool: ClassPool, episodes: int, device: str):
     """Validation score on the val classes, in the training protocol: mean accuracy (online: over
@@ -195,6 +202,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu",
                         help="cpu, cuda, cuda:N, or auto (CUDA when present, else CPU); the reference numbers "
                              "were measured on CPU, where evaluation is bit-identical")
+    parser.add_argument("--processes", default=os.environ.get(PROCESSES_VARIABLE, "auto"), type=_processes,
+                        help="CPU processes, as torchrun would launch them (the tables are one process's, bit for "
+                             "bit). auto (default): one a core, up to 8, where the run only evaluates reference "
+                             "weights on CPU, else 1. A number applies to any run; training then runs DDP, whose "
+                             f"weights differ in the last bits from one process's. Default from ${PROCESSES_VARIABLE}")
     parser.add_argument("--eval-only", action="store_true", help="evaluate existing checkpoints, train nothing")
     parser.add_argument("--resume", action="store_true", help="continue interrupted training runs")
     parser.add_argument("--compile-steps", action="store_true",
@@ -215,7 +227,42 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _processes(value: str) -> str | int:
+    if value == "auto":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: write auto or a number of processes (1 or more)")
+    return int(value)
+
+
+def reference_mode(args: argparse.Namespace) -> bool:
+    """Whether the run evaluates the board's reference weights (no --budget, --train, --eval-only, --set)."""
+    return args.budget is None and not (args.train or args.eval_only or args.overrides)
+
+
+def processes_for(args: argparse.Namespace, suite: Suite, models: list[str]) -> int:
+    """How many processes to launch: 1 under a launcher already; ``--processes auto`` spreads only a
+    default run on CPU whose every model has reference weights (evaluation only: one process's
+    tables), over the cores, up to ``MAX_AUTO_PROCESSES``."""
+    if distributed.launched():
+        return 1
+    if args.processes != "auto":
+        return args.processes
+    if resolve_device(args.device) != "cpu" or not reference_mode(args) or args.test_episodes is not None:
+        return 1
+    if None in references(args.leaderboard or default_board_root(), suite, models).values():
+        return 1
+    return min(distributed.available_cores(), MAX_AUTO_PROCESSES)
+
+
+def _rank_main(argv: list[str], threads: int) -> int:
+    """One rank of a run spread by ``--processes``."""
+    torch.set_num_threads(threads)
+    return main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     try:
         if args.list:
@@ -229,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         models = model_names(args.models) if args.models else default_models()
         for model in models:
             resolve(model)  # fail on a bad name before any work
+        processes = processes_for(args, suite, models)
+        if processes > 1:
+            return distributed.run_on_local_processes(
+                _rank_main, (argv, max(1, distributed.available_cores() // processes)), processes)
         args.device = distributed.init(resolve_device(args.device))  # under torchrun: join the group, one GPU a rank
         args.quiet = args.quiet or not distributed.is_main()  # rank 0 alone shows progress
         started = time.perf_counter()
@@ -264,25 +315,26 @@ def main(argv: list[str] | None = None) -> int:
 def plan_run(suite: Suite, models: list[str], args: argparse.Namespace) -> dict[str, Reference | None]:
     """Which models are evaluated from reference weights and which are trained (at ``args.budget``,
     set here), printed with the run's expected duration as the run's first lines."""
-    reference_mode = args.budget is None and not (args.train or args.eval_only or args.overrides)
+    evaluates_references = reference_mode(args)
     args.budget = args.budget or "quick"
     args.leaderboard = args.leaderboard or default_board_root()
-    if reference_mode and args.test_episodes is not None:
+    if evaluates_references and args.test_episodes is not None:
         raise FewshotMemError("--test-episodes applies to training runs (--budget or --train): reference "
                               "weights are evaluated on every frozen test episode, as their entries were")
-    plan = references(args.leaderboard, suite, models) if reference_mode else dict.fromkeys(models)
+    plan = references(args.leaderboard, suite, models) if evaluates_references else dict.fromkeys(models)
     if distributed.is_main():
         expected = expected_seconds(plan, board_entries(args.leaderboard, suite), args.budget)
         print(f"{suite.id}: expected duration "
               f"{'unknown (no board entry tells)' if expected is None else 'about ' + duration(expected)}; "
-              f"{sum(r is not None for r in plan.values())} of {len(plan)} models from reference weights")
+              f"{sum(r is not None for r in plan.values())} of {len(plan)} models from reference weights"
+              + (f"; on {distributed.world_size()} processes" if distributed.world_size() > 1 else ""))
         for model, reference in plan.items():
-            print(f"  {model}: {_plan_line(model, reference, suite, args, reference_mode)}")
+            print(f"  {model}: {_plan_line(model, reference, suite, args, evaluates_references)}")
     return plan
 
 
 def _plan_line(model: str, reference: Reference | None, suite: Suite, args: argparse.Namespace,
-               reference_mode: bool) -> str:
+               evaluates_references: bool) -> str:
     """What the run does with one model: the reference entry it evaluates (budget, training time,
     hardware), or the budget it trains at."""
     if reference is not None:
@@ -293,7 +345,7 @@ def _plan_line(model: str, reference: Reference | None, suite: Suite, args: argp
     planned = budget_text({"budget": config.budget, "training": asdict(config)})
     if args.eval_only:
         return f"evaluates the best checkpoint of its {args.budget} run ({planned}); trains nothing"
-    return (("no reference weights on this board: " if reference_mode else "")
+    return (("no reference weights on this board: " if evaluates_references else "")
             + f"trains at the {args.budget} budget ({planned})"
             + (f" with --set {args.overrides}" if args.overrides else ""))
 

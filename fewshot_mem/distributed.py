@@ -25,6 +25,7 @@ How the work is split (see ``train.fit`` and ``evaluate``):
 from __future__ import annotations
 
 import os
+import uuid
 from typing import Callable, TypeVar
 
 import numpy as np
@@ -40,6 +41,23 @@ LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 def launched() -> bool:
     """Whether a launcher such as torchrun started this process as one rank of a group."""
     return all(name in os.environ for name in LAUNCH_VARIABLES)
+
+
+def run_on_local_processes(function: Callable[..., T], arguments: tuple, processes: int) -> T:
+    """Runs ``function(*arguments)`` as ``processes`` ranks on this machine, as ``torchrun
+    --standalone --nproc_per_node=processes`` would (a free port, no restarts), and returns rank
+    0's return value. ``function`` must be defined at a module's top level: each rank is a fresh
+    process that imports it. A rank that raises stops them all (torch's ChildFailedError)."""
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=processes, run_id=uuid.uuid4().hex,
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1)
+    return elastic_launch(config, function)(*arguments)[0]
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def active() -> bool:

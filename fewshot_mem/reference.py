@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .results import trained_episodes
+from .results import hardware, trained_episodes
 from .suites import Suite
 
 BOARD_ROOT = Path(__file__).resolve().parent.parent / "leaderboard"  # the repository's own board
@@ -76,8 +76,9 @@ def evaluate_reference(reference: Reference, root: Path, *, data_root=None, devi
                        progress: bool = True) -> tuple[dict, "Verification"]:
     """Re-evaluates a reference entry's weights through ``leaderboard verify`` (the bench's own
     evaluation path, with verify's default tolerance): the entry's result with the re-measured
-    tables, and the verification (``.ok``; ``.summary()`` says whether the per-episode values
-    are bit-identical or how many differ). The accuracy-by-lag table is the entry's own, not
+    tables and where they were measured (``evaluated_on``; ``hardware`` stays the entry's), and the
+    verification (``.ok``; ``.summary()`` says whether the per-episode values are bit-identical or
+    how many differ). The accuracy-by-lag table is the entry's own, not
     re-measured: for MAML that would add about 20 minutes to the default run (its lag pass took
     1,176 s against 861 s for its tables, one thread); ``leaderboard verify`` re-measures it."""
     from .leaderboard import verify  # the leaderboard evaluates through evaluate_on_suite
@@ -86,7 +87,7 @@ def evaluate_reference(reference: Reference, root: Path, *, data_root=None, devi
     verification = verify(reference.path, root, data_root=data_root, device=device, progress=progress,
                           forgetting=False)
     result = {**reference.result, "tables": verification.measured or {}, "reference_entry": reference.name,
-              "eval_seconds": time.perf_counter() - started}
+              "eval_seconds": time.perf_counter() - started, "evaluated_on": hardware(device)}
     return result, verification
 
 

@@ -26,6 +26,9 @@ from link_data import SHARED_FILES, link  # noqa: E402 - `make data`'s linker: t
 SHARED_DATA = REPO.parent / "shared" / "data"
 OMNIGLOT_ZIPS = SHARED_FILES["omniglot"]
 TEST_ROOT_VARIABLE = "FEWSHOT_MEM_TEST_DATA_ROOT"
+# The bench's default run spreads over the cores (--processes auto); tests run it in this process,
+# where their monkeypatches apply, unless they ask for processes (tests/test_bench.py does).
+os.environ.setdefault("FEWSHOT_MEM_PROCESSES", "1")
 
 
 @pytest.fixture(scope="session")

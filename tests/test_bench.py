@@ -129,12 +129,38 @@ def test_the_default_run_evaluates_reference_weights_and_checks_them_against_the
     measured = json.loads((out / "omniglot-5way@1" / "results" / "lstm-reference.json").read_text())
     assert measured["tables"] == entry["result"]["tables"]
     assert not (out / "omniglot-5way@1" / "lstm").exists()  # nothing was trained
+    spread = tmp_path / "spread"  # the same run on two processes: the same tables, bit for bit
+    assert main([*common, "--models", "lstm", "--leaderboard", str(board), "--out", str(spread), "--processes", "2"]) == 0
+    spread_result = json.loads((spread / "omniglot-5way@1" / "results" / "lstm-reference.json").read_text())
+    assert spread_result["tables"] == entry["result"]["tables"] and spread_result["evaluated_on"]["processes"] == 2
 
     weights = board / entry["checkpoint"]["path"]
     state = torch.load(weights, weights_only=True)
     state = {name: value + 0.5 if value.is_floating_point() else value for name, value in state.items()}
     torch.save(state, weights)
     assert main([*common, "--models", "lstm", "--leaderboard", str(board), "--out", str(out)]) == 1
+    assert main([*common, "--models", "lstm", "--leaderboard", str(board), "--out", str(spread), "--processes", "2"]) == 1
+
+
+def test_processes_auto_spreads_only_a_default_run_on_cpu(omniglot_root, tmp_path, monkeypatch):
+    """--processes auto: one process a core for a run that only evaluates reference weights on CPU;
+    one process when anything trains, a model has no reference weights, or a launcher started us."""
+    import fewshot_mem.bench as bench
+
+    monkeypatch.setattr(bench.distributed, "available_cores", lambda: 4)
+    monkeypatch.setattr(bench, "references", lambda board, suite, models: {m: ("entry" if m == "lstm" else None)
+                                                                          for m in models})
+    suite = get_suite("omniglot-5way")
+
+    def processes(*arguments: str, models=("lstm",)) -> int:
+        return bench.processes_for(bench.parse_args(["--processes", "auto", *arguments]), suite, list(models))
+
+    assert processes() == 4
+    assert processes("--budget", "smoke") == processes("--eval-only") == processes("--train") == 1
+    assert processes(models=("lstm", "mann")) == 1
+    monkeypatch.setenv("RANK", "0"), monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("MASTER_ADDR", "localhost"), monkeypatch.setenv("MASTER_PORT", "1")
+    assert processes() == 1
 
 
 def test_the_default_run_refuses_test_episodes_without_training(omniglot_root, tmp_path, capsys):
