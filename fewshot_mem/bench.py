@@ -46,6 +46,7 @@ from .train import fit, is_complete
 PROCESSES_VARIABLE = "FEWSHOT_MEM_PROCESSES"  # the default of --processes
 MAX_AUTO_PROCESSES = 8  # --processes auto: evaluation shards barely gain past this, and each rank holds the data
 
+
 def _validator(suite: Suite, protocol: str, val_pool: ClassPool, episodes: int, device: str):
     """Validation score on the val classes, in the training protocol: mean accuracy (online: over
     instance positions, logged one by one as well, and for string labels the share of characters
@@ -278,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
             resolve(model)  # fail on a bad name before any work
         processes = processes_for(args, suite, models)
         if processes > 1:
+            # Here first, so that a download or a first decode happens once and a missing data set
+            # is reported once; the ranks then read the cache.
+            load_pools(suite, args.data_root, progress=not args.quiet, download=not args.no_download)
             return distributed.run_on_local_processes(
                 _rank_main, (argv, max(1, distributed.available_cores() // processes)), processes)
         args.device = distributed.init(resolve_device(args.device))  # under torchrun: join the group, one GPU a rank

@@ -67,11 +67,14 @@ def test_set_overrides_the_recipe_and_records_a_custom_budget(omniglot_root, tmp
     assert "--budget smoke --set learning_rate=0.01 --set steps=3 --set hidden_size=8" in command(result)
 
 
-def test_missing_data_says_how_to_get_it(tmp_path, capsys):
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_missing_data_says_how_to_get_it(tmp_path, capsys, processes):
+    """Also on several processes: the run checks the data before it launches any (one message)."""
     empty = tmp_path / "empty"
     assert main(["--models", "lstm", "--data-root", str(empty), "--out", str(tmp_path / "out"), "--quiet",
-                 "--no-download"]) == 2
-    assert "images_background.zip" in capsys.readouterr().err
+                 "--no-download", "--processes", processes]) == 2
+    assert capsys.readouterr().err.count("images_background.zip") >= 1
+    assert not (tmp_path / "out").exists()
 
 
 def test_suites_have_versions_and_resolve_by_id():
