@@ -218,7 +218,8 @@ def print_table(rows, args, peak: tuple[float, float]) -> None:
     print(f"\n{'':<7}{'episodes/s (wall clock)':^{group}}{'episodes per CPU-second':^{group + 2}}")
     print(f"{'model':<7}{'library':>10}{'reference':>11}{'ratio':>8}{''.join(compiled)}"
           f"{'library':>12}{'reference':>11}{'ratio':>8}{''.join(compiled)}"
-          f"{'MFLOP/ep':>10}{'GFLOP/s':>9}{'% peak':>8}{'GFLOP/CPU-s':>13}{'% peak':>8}")
+          f"{'MFLOP/ep':>10}{'GFLOP/s':>9}{'% peak':>8}{'GFLOP/CPU-s':>13}{'% peak':>8}"
+          + (f"{'compiled % peak':>17}" if args.compile else ""))
     for name, rates, flops in rows:
         cells = []
         for clock in (0, 1):
@@ -231,11 +232,15 @@ def print_table(rows, args, peak: tuple[float, float]) -> None:
         # layers FlopCounterMode sees; the library's fused oneDNN LSTM is invisible to it).
         per_episode = max(flops["library"], flops["reference"]) / args.batch_size
         wall, cpu = (per_episode * rates["library"][clock] / 1e9 for clock in (0, 1))
+        done = rates.get("compiled")
+        compiled_share = (f"{100 * per_episode * done[1] / 1e9 / peak[1]:>16.1f}%" if done else f"{'-':>17}") \
+            if args.compile else ""
         print(f"{name:<7}{''.join(cells)}{per_episode / 1e6:>10,.1f}{wall:>9,.2f}{100 * wall / peak[0]:>7.1f}%"
-              f"{cpu:>13,.2f}{100 * cpu / peak[1]:>7.1f}%")
+              f"{cpu:>13,.2f}{100 * cpu / peak[1]:>7.1f}%{compiled_share}")
     print("\nMFLOP/ep: matrix-product FLOPs of one training episode, forward + backward (FlopCounterMode: mm, addmm, "
           "bmm, einsum; element-wise work is not counted), the larger of the library's and the reference's count "
-          "(FlopCounterMode does not see the fused oneDNN LSTM). GFLOP/s and % of peak: the library model.")
+          "(FlopCounterMode does not see the fused oneDNN LSTM). GFLOP/s and % of peak: the library model; "
+          "compiled % peak: the compiled model's, per CPU-second.")
 
 
 # ---------------------------------------------------------------------------------------------
