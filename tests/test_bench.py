@@ -133,7 +133,8 @@ def test_the_default_run_evaluates_reference_weights_and_checks_them_against_the
     assert measured["tables"] == entry["result"]["tables"]
     assert not (out / "omniglot-5way@1" / "lstm").exists()  # nothing was trained
     spread = tmp_path / "spread"  # the same run on two processes: the same tables, bit for bit
-    assert main([*common, "--models", "lstm", "--leaderboard", str(board), "--out", str(spread), "--processes", "2"]) == 0
+    spread_run = [*common, "--models", "lstm", "--leaderboard", str(board), "--out", str(spread), "--processes", "2"]
+    assert main(spread_run) == 0
     spread_result = json.loads((spread / "omniglot-5way@1" / "results" / "lstm-reference.json").read_text())
     assert spread_result["tables"] == entry["result"]["tables"] and spread_result["evaluated_on"]["processes"] == 2
 
@@ -142,7 +143,7 @@ def test_the_default_run_evaluates_reference_weights_and_checks_them_against_the
     state = {name: value + 0.5 if value.is_floating_point() else value for name, value in state.items()}
     torch.save(state, weights)
     assert main([*common, "--models", "lstm", "--leaderboard", str(board), "--out", str(out)]) == 1
-    assert main([*common, "--models", "lstm", "--leaderboard", str(board), "--out", str(spread), "--processes", "2"]) == 1
+    assert main(spread_run) == 1
 
 
 def test_processes_auto_spreads_only_a_default_run_on_cpu(omniglot_root, tmp_path, monkeypatch):
@@ -205,8 +206,8 @@ def test_compile_steps_trains_compiled_evaluates_eager_and_says_so(omniglot_root
     assert main([*common, "--out", str(tmp_path / "eager")]) == 0
     assert main([*common, "--out", str(tmp_path / "compiled"), "--compile-steps"]) == 0
     assert seen_while_evaluating == [False, False]
-    eager, compiled = (json.loads((tmp_path / run / "omniglot-5way@1" / "results" / "mann-smoke-seed0.json").read_text())
-                       for run in ("eager", "compiled"))
+    eager, compiled = (json.loads((tmp_path / run / "omniglot-5way@1" / "results" / "mann-smoke-seed0.json")
+                                  .read_text()) for run in ("eager", "compiled"))
     assert compiled["tables"] == eager["tables"]
     assert "training_compiled_from_step" not in eager
     log = tmp_path / "compiled" / "omniglot-5way@1" / "mann" / "smoke-seed0" / "metrics.jsonl"

@@ -82,6 +82,12 @@ def test_circular_shift_by_hand():
     close(shifted, [[[0.33, 0.35, 0.21, 0.11]]])
 
 
+def test_shift_sources_by_hand():
+    """N = 4, offsets −1, 0, +1: slot i receives from i + 1, i, i − 1; the reverse direction sends back."""
+    assert addressing.shift_sources(4, 3).tolist() == [[1, 2, 3, 0], [0, 1, 2, 3], [3, 0, 1, 2]]
+    assert addressing.shift_sources(4, 3, direction=-1).tolist() == [[3, 0, 1, 2], [0, 1, 2, 3], [1, 2, 3, 0]]
+
+
 def test_circular_shift_one_hot_offsets_are_identity_and_rolls():
     torch.manual_seed(0)
     weights = torch.softmax(torch.randn(2, 3, 5), dim=-1)  # B = 2, H = 3, N = 5

@@ -19,6 +19,7 @@ __all__ = [
     "ntm_address",
     "read",
     "sharpen",
+    "shift_sources",
 ]
 
 EPSILON = 1e-6
@@ -93,12 +94,23 @@ def circular_shift(weights: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     Returns:
         (B, H, N).
     """
-    n, s = weights.shape[-1], shift.shape[-1]
-    offsets = torch.arange(s, device=weights.device) - s // 2  # (S,)
-    # source[k, i] = (i − offset_k) mod N: the slot that offset k carries onto slot i
-    source = (torch.arange(n, device=weights.device).unsqueeze(0) - offsets.unsqueeze(1)) % n  # (S, N)
-    moved = weights[..., source]  # (B, H, S, N): moved[b, h, k, i] = w[b, h, i − offset_k]
-    return torch.einsum("bhsn,bhs->bhn", moved, shift)
+    moved = weights[..., shift_sources(weights.shape[-1], shift.shape[-1], weights.device)]  # (B, H, S, N)
+    return torch.einsum("bhsn,bhs->bhn", moved, shift)  # moved[b, h, k, i] = w[b, h, i − offset_k]
+
+
+def shift_sources(n: int, s: int, device: torch.device | None = None, direction: int = 1) -> torch.Tensor:
+    """source[k, i] = (i − direction · o_k) mod N, the offsets o_k = k − S//2: with direction 1 the
+    slot that offset k carries onto slot i (``circular_shift`` gathers with it); with −1 the slot
+    it carries slot i onto (the shift's backward gathers the gradient with it).
+
+    Args:
+        n: N memory slots.
+        s: S shift offsets (odd).
+    Returns:
+        (S, N) slot indices.
+    """
+    offsets = torch.arange(s, device=device) - s // 2  # (S,)
+    return (torch.arange(n, device=device).unsqueeze(0) - direction * offsets.unsqueeze(1)) % n
 
 
 def sharpen(weights: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:

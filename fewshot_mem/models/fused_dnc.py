@@ -133,8 +133,9 @@ def dnc_backward(*saved_and_grads):
     grad_modes = torch.einsum("brn,brmn->brm", grad_read_w, torch.stack([backward, read_content, forward], dim=2))
     grad_backward, grad_content, grad_forward = (read_modes[..., m : m + 1] * grad_read_w for m in range(3))
     grad_logits = softmax_backward(grad_content, read_content)
-    grad_read_keys, grad_through_cosine = cosine_backward(read_strengths.unsqueeze(-1) * grad_logits, read_keys,
-                                                          new_memory, read_cosine, *content_norms(read_keys, new_memory))
+    grad_read_keys, grad_through_cosine = cosine_backward(
+        read_strengths.unsqueeze(-1) * grad_logits, read_keys, new_memory, read_cosine,
+        *content_norms(read_keys, new_memory))
     grad_memory = grad_memory + grad_through_cosine
     # f = L_t w^r_{t−1}, b = L_tᵀ w^r_{t−1}
     grad_previous_read_w = torch.bmm(grad_forward, new_link) + torch.bmm(grad_backward, new_link.transpose(1, 2))
@@ -157,8 +158,8 @@ def dnc_backward(*saved_and_grads):
         (grad_write_logits * write_cosine).sum(-1) * write_slope, grad_erase * erase[:, 0] * (1 - erase[:, 0]),
         grad_write_vector, grad_free * free_gates * (1 - free_gates),
         grad_allocation_gate.unsqueeze(-1) * allocation_gate * (1 - allocation_gate),
-        grad_write_gate.unsqueeze(-1) * write_gate * (1 - write_gate), softmax_backward(grad_modes, read_modes).flatten(1)],
-        dim=-1)
+        grad_write_gate.unsqueeze(-1) * write_gate * (1 - write_gate),
+        softmax_backward(grad_modes, read_modes).flatten(1)], dim=-1)
     return (grad_interface, grad_previous_memory + grad_through_cosine, grad_previous_read_w + grad_through_retention,
             grad_previous_write_w, grad_previous_usage, grad_previous_precedence, grad_previous_link)
 

@@ -3,8 +3,9 @@ autograd node instead of tens. At Santoro's size a step's tensors are tiny (16 x
 recording and replaying the graph of tens of small operations costs more than their arithmetic.
 
 The forward passes compute what the definitions compute (``nn.LSTMCell`` after its products;
-``memory.lru`` and ``memory.addressing`` for MANN's access); the backward passes are the chain
-rule written out. ``fast_path_check`` compares both, gradients included, in float64.
+``memory.lru`` and ``memory.addressing`` for MANN's and the NTM's access; ``fused_dnc`` does the
+same for the DNC's); the backward passes are the chain rule written out. ``fast_path_check``
+compares both, gradients included, in float64.
 
 Each forward and backward body is a plain function of tensors, so it can also run compiled
 (``compiled=True``: torch.compile/inductor fuses each body's tens of element-wise operations into
@@ -90,8 +91,8 @@ def lru_backward(keys, gates, write_w, read_w, least_used, keep, written, key_no
     grad_new_read_w = grad_read_w + spread_usage + torch.bmm(grad_reads, written.transpose(1, 2))
     grad_written = grad_memory + torch.bmm(new_read_w.transpose(1, 2), grad_reads)
     # w^r = softmax(K), K = k·M / (‖k‖ ‖M‖)
-    grad_keys, grad_through_cosine = cosine_backward(softmax_backward(grad_new_read_w, new_read_w), keys, written, cosine,
-                                                     key_norm, memory_norm)
+    grad_cosine = softmax_backward(grad_new_read_w, new_read_w)
+    grad_keys, grad_through_cosine = cosine_backward(grad_cosine, keys, written, cosine, key_norm, memory_norm)
     grad_written = grad_written + grad_through_cosine
     # M_t = M_{t−1} ∘ keep + (w^w)ᵀ k
     grad_write_w = spread_usage + torch.bmm(keys, grad_written.transpose(1, 2))  # (B, R, N)
@@ -102,13 +103,6 @@ def lru_backward(keys, gates, write_w, read_w, least_used, keep, written, key_no
                                 (grad_gates * gates * (1 - gates)).squeeze(-1)], dim=-1)
     return (grad_interface, grad_written * keep, gates * grad_write_w, usage_decay * grad_usage,
             ((1 - gates) * grad_write_w).sum(1))
-
-
-def _shift_sources(n: int, s: int, device: torch.device, direction: int) -> torch.Tensor:
-    """(S, N) slot indices (i − direction·offset_k) mod N, offsets −(S//2) .. +(S//2): direction 1
-    gathers what each offset carries onto slot i (``addressing.circular_shift``), −1 the reverse."""
-    offsets = torch.arange(s, device=device) - s // 2
-    return (torch.arange(n, device=device).unsqueeze(0) - direction * offsets.unsqueeze(1)) % n
 
 
 def content_norms(keys: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,7 +132,7 @@ def ntm_forward(interface: torch.Tensor, memory: torch.Tensor, previous_w: torch
     cosine = addressing.cosine_similarity(memory, keys)  # K (B, H, N)
     content_w = torch.softmax(strength.unsqueeze(-1) * cosine, dim=-1)  # addressing.content_weights
     gated = addressing.interpolate(content_w, previous_w, gate)
-    moved = gated[..., _shift_sources(n, shift.shape[-1], gated.device, 1)]  # (B, H, S, N), as circular_shift
+    moved = gated[..., addressing.shift_sources(n, shift.shape[-1], gated.device)]  # (B, H, S, N), as circular_shift
     shifted = torch.einsum("bhsn,bhs->bhn", moved, shift)
     new_w = addressing.sharpen(shifted, sharpness)  # (B, H, N)
     reads = addressing.read(memory, new_w[:, :-1]).flatten(1)  # (B, R·W), from M_{t−1}
@@ -171,7 +165,7 @@ def ntm_backward(keys, strength, strength_slope, gate, shift, erase, add, sharpn
     grad_sharpness = (q * lifted.log()).sum(-1)  # (B, H)
     # Shift w̃(i) = Σ_k w^g(i − o_k) s_k
     grad_shift = torch.einsum("bhsn,bhn->bhs", moved, grad_shifted)
-    back = grad_shifted[..., _shift_sources(n, shift.shape[-1], grad_shifted.device, -1)]  # (B, H, S, N)
+    back = grad_shifted[..., addressing.shift_sources(n, shift.shape[-1], grad_shifted.device, -1)]  # (B, H, S, N)
     grad_gated = torch.einsum("bhsn,bhs->bhn", back, shift)
     # Interpolation and the content softmax
     grad_gate = ((content_w - previous_w) * grad_gated).sum(-1)  # (B, H)
