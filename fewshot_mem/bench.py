@@ -327,7 +327,8 @@ def plan_run(suite: Suite, models: list[str], args: argparse.Namespace) -> dict[
                               "weights are evaluated on every frozen test episode, as their entries were")
     plan = references(args.leaderboard, suite, models) if evaluates_references else dict.fromkeys(models)
     if distributed.is_main():
-        expected = expected_seconds(plan, board_entries(args.leaderboard, suite), args.budget)
+        expected = expected_seconds(plan, board_entries(args.leaderboard, suite), args.budget,
+                                    distributed.world_size())
         print(f"{suite.id}: expected duration "
               f"{'unknown (no board entry tells)' if expected is None else 'about ' + duration(expected)}; "
               f"{sum(r is not None for r in plan.values())} of {len(plan)} models from reference weights"

@@ -91,16 +91,18 @@ def evaluate_reference(reference: Reference, root: Path, *, data_root=None, devi
     return result, verification
 
 
-def expected_seconds(plan: dict[str, Reference | None], board: list[dict], budget: str) -> float | None:
+def expected_seconds(plan: dict[str, Reference | None], board: list[dict], budget: str,
+                     processes: int = 1) -> float | None:
     """What the run should take: the references' recorded evaluation times (of their last
     verification where it recorded one: the evaluation code as it is now; else of their bench run),
-    plus, for each model trained, the training and evaluation time of a board entry of that model at
-    ``budget`` (None where nothing on the board tells)."""
+    shared by ``processes`` (each scores an equal share of the episodes), plus, for each model
+    trained, the training and evaluation time of a board entry of that model at ``budget`` (None
+    where nothing on the board tells)."""
     total = 0.0
     for model, reference in plan.items():
         if reference is not None:
             verified = (reference.entry.get("verification") or {}).get("seconds")
-            total += verified or reference.result.get("eval_seconds") or 0.0
+            total += (verified or reference.result.get("eval_seconds") or 0.0) / processes
             continue
         known = [e["result"] for e in board if e["result"]["model"] == model and e["result"]["budget"] == budget]
         if not known:

@@ -182,6 +182,7 @@ def test_the_expected_duration_takes_a_references_last_verification_time_over_it
                                                   "verification": {"seconds": 500.0}}),
             "lstm": Reference(Path("lstm.json"), {"result": {"eval_seconds": 3.0}, "verification": None})}
     assert expected_seconds(plan, [], "quick") == 503.0
+    assert expected_seconds(plan, [], "quick", processes=2) == 251.5  # each process scores half the episodes
 
 
 def test_compile_steps_trains_compiled_evaluates_eager_and_says_so(omniglot_root, tmp_path, monkeypatch):
