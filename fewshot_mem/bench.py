@@ -44,6 +44,7 @@ from .suites import SUITES, Suite, get_suite, load_pools
 from .train import fit, is_complete
 
 PROCESSES_VARIABLE = "FEWSHOT_MEM_PROCESSES"  # the default of --processes
+INTERRUPTED = 130  # the exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it
 MAX_AUTO_PROCESSES = 8  # --processes auto: evaluation shards barely gain past this, and each rank holds the data
 
 
@@ -228,6 +229,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _interrupted(report: bool) -> int:
+    if report:
+        print("interrupted: training runs continue from their last checkpoint with --resume", file=sys.stderr)
+    return INTERRUPTED
+
+
 def _processes(value: str) -> str | int:
     if value == "auto":
         return value
@@ -257,12 +264,12 @@ def processes_for(args: argparse.Namespace, suite: Suite, models: list[str]) -> 
 
 
 def _rank_main(argv: list[str], threads: int) -> int:
-    """One rank of a run spread by ``--processes``."""
+    """One rank of a run spread by ``--processes`` (the process that launched it reports an interrupt)."""
     torch.set_num_threads(threads)
-    return main(argv)
+    return main(argv, report_interrupt=False)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, report_interrupt: bool = True) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     try:
@@ -282,8 +289,11 @@ def main(argv: list[str] | None = None) -> int:
             # Here first, so that a download or a first decode happens once and a missing data set
             # is reported once; the ranks then read the cache.
             load_pools(suite, args.data_root, progress=not args.quiet, download=not args.no_download)
-            return distributed.run_on_local_processes(
-                _rank_main, (argv, max(1, distributed.available_cores() // processes)), processes)
+            try:
+                return distributed.run_on_local_processes(
+                    _rank_main, (argv, max(1, distributed.available_cores() // processes)), processes)
+            except KeyboardInterrupt:
+                return _interrupted(report_interrupt)
         args.device = distributed.init(resolve_device(args.device))  # under torchrun: join the group, one GPU a rank
         args.quiet = args.quiet or not distributed.is_main()  # rank 0 alone shows progress
         started = time.perf_counter()
@@ -312,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FewshotMemError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return _interrupted(report_interrupt and distributed.is_main())
     finally:
         distributed.cleanup()
 

@@ -47,12 +47,17 @@ def run_on_local_processes(function: Callable[..., T], arguments: tuple, process
     """Runs ``function(*arguments)`` as ``processes`` ranks on this machine, as ``torchrun
     --standalone --nproc_per_node=processes`` would (a free port, no restarts), and returns rank
     0's return value. ``function`` must be defined at a module's top level: each rank is a fresh
-    process that imports it. A rank that raises stops them all (torch's ChildFailedError)."""
+    process that imports it. A rank that raises stops them all (torch's ChildFailedError); an
+    interrupt (Ctrl-C, SIGTERM) stops them all and raises KeyboardInterrupt here, as in one process."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=processes, run_id=uuid.uuid4().hex,
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1)
-    return elastic_launch(config, function)(*arguments)[0]
+    try:
+        return elastic_launch(config, function)(*arguments)[0]
+    except SignalException as error:
+        raise KeyboardInterrupt(str(error)) from None
 
 
 def available_cores() -> int:

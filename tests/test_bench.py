@@ -215,3 +215,15 @@ def test_compile_steps_trains_compiled_evaluates_eager_and_says_so(omniglot_root
     trained = [json.loads(line) for line in log.read_text().splitlines() if "loss" in line]
     assert trained and all(record["compiled_steps"] for record in trained)
     assert compiled["training_compiled_from_step"] == trained[0]["step"]
+
+
+def test_an_interrupt_exits_130_and_says_how_to_continue(omniglot_root, tmp_path, monkeypatch, capsys):
+    import fewshot_mem.bench as bench
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench, "fit", interrupted)
+    assert main(["--models", "lstm", "--budget", "smoke", "--data-root", str(omniglot_root), "--out", str(tmp_path),
+                 "--quiet"]) == bench.INTERRUPTED == 130
+    assert "--resume" in capsys.readouterr().err
