@@ -3,7 +3,7 @@ episodes, print the tables people cite, and write the results JSON and plot.
 
     python -m fewshot_mem.bench --suite omniglot-5way [--models mann,lstm] [--budget quick]
         [--seed 0] [--data-root DIR] [--out runs/] [--device cpu|cuda|auto] [--eval-only]
-        [--resume] [--wandb] [--list]
+        [--resume] [--wandb] [--list] [--processes auto|N] [--compile-steps]
     python -m fewshot_mem.bench --cite SUITE [--models ...]   # BibTeX for a suite's numbers
     torchrun --nproc_per_node=P -m fewshot_mem.bench ...      # the same, on P processes (README)
 
