@@ -33,6 +33,7 @@ from .data.episodes import ClassPool
 from .device import resolve_device
 from .errors import FewshotMemError
 from .evaluate import evaluate_episodic, evaluate_on_suite, evaluate_online_tables
+from .models.fused_steps import compiler_problem
 from .models.learner import Learner
 from .models.registry import BUILTIN_MODELS, available_models, create, default_models, resolve
 from .recipes import BUDGETS
@@ -284,6 +285,9 @@ def main(argv: list[str] | None = None, *, report_interrupt: bool = True) -> int
         models = model_names(args.models) if args.models else default_models()
         for model in models:
             resolve(model)  # fail on a bad name before any work
+        if args.compile_steps and (problem := compiler_problem()):
+            raise FewshotMemError(f"--compile-steps: torch.compile does not work here ({problem}); "
+                                  "train without --compile-steps")
         processes = processes_for(args, suite, models)
         if processes > 1:
             # Here first, so that a download or a first decode happens once and a missing data set

@@ -227,3 +227,11 @@ def test_an_interrupt_exits_130_and_says_how_to_continue(omniglot_root, tmp_path
     assert main(["--models", "lstm", "--budget", "smoke", "--data-root", str(omniglot_root), "--out", str(tmp_path),
                  "--quiet"]) == bench.INTERRUPTED == 130
     assert "--resume" in capsys.readouterr().err
+
+
+def test_compile_steps_without_a_working_compiler_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    import fewshot_mem.bench as bench
+
+    monkeypatch.setattr(bench, "compiler_problem", lambda: "InvalidCxxCompiler: no working C++ compiler found")
+    assert main(["--models", "mann", "--budget", "smoke", "--out", str(tmp_path / "out"), "--compile-steps"]) == 2
+    assert "no working C++ compiler" in capsys.readouterr().err and not (tmp_path / "out").exists()

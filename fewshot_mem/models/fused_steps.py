@@ -187,6 +187,16 @@ def compiled(function: Callable) -> Callable:
     return torch.compile(function)
 
 
+def compiler_problem() -> str | None:
+    """Why torch.compile cannot compile here (no C++ compiler, a broken toolchain), or None: a tiny
+    function compiled and run once, seconds at most with inductor's cache."""
+    try:
+        torch.compile(lambda x: (x * 2).sin().sum())(torch.ones(4))
+    except Exception as error:  # noqa: BLE001 - whatever the compiler raises is the answer
+        return f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200] if str(error).strip() else ''}"
+    return None
+
+
 def _body(body: Callable, compile: bool) -> Callable:
     return compiled(body) if compile else body
 
