@@ -498,3 +498,11 @@ def test_gradients_match_finite_differences(name):
     function, inputs = GRADIENT_CASES[name]()
     inputs = tuple(x.detach().requires_grad_() for x in inputs)
     assert gradcheck(function, inputs, eps=1e-6, atol=1e-5)
+
+
+def test_to_slot_order_by_hand():
+    """Sorted values back at their slots: order [2, 0, 1] puts 10 at slot 2, 20 at 0, 30 at 1."""
+    from fewshot_mem.memory import dnc as dnc_memory
+
+    out = dnc_memory.to_slot_order(torch.tensor([[10.0, 20.0, 30.0]]), torch.tensor([[2, 0, 1]]))
+    assert out.tolist() == [[20.0, 30.0, 10.0]]

@@ -16,6 +16,7 @@ __all__ = [
     "read_weights",
     "retention",
     "sorted_allocation_weights",
+    "to_slot_order",
     "update_link",
     "update_precedence",
     "update_usage",
@@ -72,7 +73,19 @@ def allocation_weights(usage: torch.Tensor) -> torch.Tensor:
         (B, N) allocation weights, non-negative and summing to 1 − Π_i u_t[i] ≤ 1.
     """
     _, order, _, sorted_allocation = sorted_allocation_weights(usage)
-    return torch.zeros_like(usage).scatter(-1, order, sorted_allocation)  # back to slot order
+    return to_slot_order(sorted_allocation, order)
+
+
+def to_slot_order(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """values[j] of the slot order[j], put back at that slot: out[order[j]] = values[j].
+
+    Args:
+        values: (B, N) in sorted order.
+        order: (B, N) the slots, as ``torch.sort`` returns them.
+    Returns:
+        (B, N) in slot order.
+    """
+    return torch.zeros_like(values).scatter(-1, order, values)
 
 
 def sorted_allocation_weights(usage: torch.Tensor

@@ -42,7 +42,7 @@ def dnc_forward(interface: torch.Tensor, sizes: tuple[int, ...], memory: torch.T
     retention = dnc_memory.retention(free_gates, read_w)  # (B, N)
     new_usage = dnc_memory.update_usage(usage, write_w, retention)
     sorted_usage, order, exclusive, sorted_allocation = dnc_memory.sorted_allocation_weights(new_usage)
-    allocation = torch.zeros_like(new_usage).scatter(-1, order, sorted_allocation)  # as allocation_weights
+    allocation = dnc_memory.to_slot_order(sorted_allocation, order)  # as allocation_weights
     write_cosine = addressing.cosine_similarity(memory, write_key)  # (B, 1, N)
     write_content = torch.softmax(write_strength.unsqueeze(-1) * write_cosine, dim=-1)[:, 0]  # content_weights
     new_write_w = dnc_memory.write_weights(write_content, allocation, allocation_gate, write_gate)  # (B, N)
@@ -102,8 +102,7 @@ def _usage_backward(saved, grad_usage, grad_allocation):
     suffix = (grad_sorted * sorted_allocation).flip(-1).cumsum(-1).flip(-1)  # Σ_{k≥j}
     later = torch.cat([suffix[..., 1:], torch.zeros_like(suffix[..., :1])], dim=-1)  # Σ_{k>j}, without cancellation
     grad_sorted_usage = later / sorted_usage - grad_sorted * exclusive
-    grad_usage = grad_usage + (1 - dnc_memory.EPSILON) * torch.zeros_like(grad_usage).scatter(-1, order,
-                                                                                                grad_sorted_usage)
+    grad_usage = grad_usage + (1 - dnc_memory.EPSILON) * dnc_memory.to_slot_order(grad_sorted_usage, order)
     # u_t = (u_{t−1} + w^w_{t−1} − u_{t−1} w^w_{t−1}) ψ_t
     grad_before = grad_usage * retention
     grad_retention = grad_usage * (usage + write_w - usage * write_w)

@@ -115,6 +115,21 @@ def softplus_slope(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x > 20, torch.ones_like(x), x.sigmoid())
 
 
+def ntm_interface_parameters(interface: torch.Tensor, heads: int, width: int):
+    """The NTM's (B, I) interface vector split into its quantities, each head's first (reads, then
+    the write head): keys (B, H, W), strengths β ≥ 0 (B, H), gates g (B, H), shifts s (B, H, S),
+    sharpness γ ≥ 1 (B, H), then the write head's erase and add vectors (B, W) each."""
+    b, w = interface.shape[0], width
+    per_head = interface[:, : interface.shape[1] - 2 * w].view(b, heads, -1)  # (B, H, W + 3 + S)
+    keys = torch.tanh(per_head[..., :w])
+    strength = torch.nn.functional.softplus(per_head[..., w])
+    gate = torch.sigmoid(per_head[..., w + 1])
+    sharpness = 1 + torch.nn.functional.softplus(per_head[..., w + 2])
+    shift = torch.softmax(per_head[..., w + 3 :], dim=-1)
+    erase, add = torch.sigmoid(interface[:, -2 * w : -w]), torch.tanh(interface[:, -w:])
+    return keys, strength, gate, shift, sharpness, erase, add
+
+
 def ntm_forward(interface: torch.Tensor, memory: torch.Tensor, previous_w: torch.Tensor):
     """The NTM's access (``NTM.access``: H = R + 1 heads, the write head last): from the (B, I)
     interface vector, memory (B, N, W) and the heads' previous weights (B, H, N) to
@@ -122,13 +137,9 @@ def ntm_forward(interface: torch.Tensor, memory: torch.Tensor, previous_w: torch
     those of ``memory.addressing``, in its order, so the outputs are ``NTM.access``'s bit for bit."""
     b, h, n = previous_w.shape
     w = memory.shape[-1]
-    per_head = interface[:, : interface.shape[1] - 2 * w].view(b, h, -1)  # (B, H, W + 3 + S)
-    keys = per_head[..., :w].tanh()  # (B, H, W)
-    strength_in, gate_in, sharpness_in = per_head[..., w], per_head[..., w + 1], per_head[..., w + 2]  # (B, H)
-    strength, sharpness = torch.nn.functional.softplus(strength_in), 1 + torch.nn.functional.softplus(sharpness_in)
-    gate = gate_in.sigmoid()  # g (B, H)
-    shift = per_head[..., w + 3 :].softmax(-1)  # s (B, H, S)
-    erase, add = interface[:, -2 * w : -w].sigmoid(), interface[:, -w:].tanh()  # (B, W)
+    keys, strength, gate, shift, sharpness, erase, add = ntm_interface_parameters(interface, h, w)
+    per_head = interface[:, : interface.shape[1] - 2 * w].view(b, h, -1)  # the logits, for the slopes
+    strength_in, sharpness_in = per_head[..., w], per_head[..., w + 2]  # (B, H)
     cosine = addressing.cosine_similarity(memory, keys)  # K (B, H, N)
     content_w = torch.softmax(strength.unsqueeze(-1) * cosine, dim=-1)  # addressing.content_weights
     gated = addressing.interpolate(content_w, previous_w, gate)

@@ -7,12 +7,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..memory import addressing
 from ..recipes import Recipe
-from .fused_steps import NTMAccessStep
+from .fused_steps import NTMAccessStep, ntm_interface_parameters
 from .learner import State, TaskSpec
 from .memory_learner import MEMORY_INIT, MemoryLearner
 
@@ -83,23 +82,12 @@ class NTM(MemoryLearner):
                 weights,  # head weights, reads first then the write (B, R+1, N)
                 zeros(b, self.read_heads * self.memory_width))  # read vectors (B, R·W)
 
-    def _head_parameters(self, interface: torch.Tensor):
-        b, heads, w = interface.shape[0], self.read_heads + 1, self.memory_width
-        per_head = interface[:, : heads * self.head_size].view(b, heads, self.head_size)
-        keys = torch.tanh(per_head[..., :w])  # (B, H, W)
-        strength = F.softplus(per_head[..., w])  # β ≥ 0 (B, H)
-        gate = torch.sigmoid(per_head[..., w + 1])  # g (B, H)
-        sharpness = 1 + F.softplus(per_head[..., w + 2])  # γ ≥ 1 (B, H)
-        shift = torch.softmax(per_head[..., w + 3 :], dim=-1)  # s (B, H, S)
-        erase = torch.sigmoid(interface[:, heads * self.head_size : heads * self.head_size + w])  # (B, W)
-        add = torch.tanh(interface[:, heads * self.head_size + w :])  # (B, W)
-        return keys, strength, gate, shift, sharpness, erase, add
-
     def access(self, interface: torch.Tensor, memory_state: State) -> tuple[State, torch.Tensor]:
         """Every head addresses, the reads see M_{t−1}, then the write head erases and adds:
         ((memory, head weights), reads (B, R·W))."""
         memory, weights = memory_state
-        keys, strength, gate, shift, sharpness, erase, add = self._head_parameters(interface)
+        keys, strength, gate, shift, sharpness, erase, add = ntm_interface_parameters(interface, self.read_heads + 1,
+                                                                                     self.memory_width)
         weights = addressing.ntm_address(memory, keys, strength, gate, shift, sharpness, weights)
         read_w, write_w = weights[:, :-1], weights[:, -1:]  # (B, R, N), (B, 1, N)
         reads = addressing.read(memory, read_w).flatten(1)  # (B, R·W), from M_{t−1}
