@@ -41,7 +41,7 @@ from .reference import Reference, board_entries, default_board_root, evaluate_re
 from .report import budget_text, duration, hardware_text, plot_instance_accuracy, plot_lag_accuracy, render
 from .results import (CUSTOM_BUDGET, build_result, compiled_from_step, episodic_key, learning_curve, result_path,
                       run_label, write_result)
-from .suites import SUITES, Suite, get_suite, load_pools
+from .suites import Suite, all_suites, get_suite, load_pools
 from .train import fit, is_complete
 
 PROCESSES_VARIABLE = "FEWSHOT_MEM_PROCESSES"  # the default of --processes
@@ -156,7 +156,7 @@ def available_fingerprint(suite: Suite, data_root, download: bool = True) -> str
 
 def list_everything(data_root) -> None:
     print("suites:")
-    for suite in SUITES.values():
+    for suite in all_suites():
         fingerprint = available_fingerprint(suite, data_root) or "(its data is not available here)"
         print(f"  {suite.id:<28} {suite.title}\n  {'':<28} fingerprint {fingerprint}")
     print("models:")

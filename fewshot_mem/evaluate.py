@@ -146,9 +146,14 @@ def lag_masks(labels: torch.Tensor) -> torch.Tensor:
                      dim=1)
 
 
-def _estimates(per_episode: dict[str, np.ndarray]) -> dict[str, Estimate]:
-    """Each statistic's estimate over the episodes that have a value (not NaN) for it."""
-    return {key: Estimate.from_samples(values[np.isfinite(values)]) for key, values in per_episode.items()}
+def _table(per_episode: dict[str, np.ndarray]) -> ProtocolResult:
+    """An online table: each statistic's estimate over the episodes that have a value for it (an
+    episode cut short may show a class fewer times than a position; a lag bucket may be empty),
+    and the per-episode values, None where an episode has none."""
+    return ProtocolResult("online", {key: Estimate.from_samples(values[np.isfinite(values)])
+                                     for key, values in per_episode.items()},
+                          {key: [None if math.isnan(x) else x for x in values.tolist()]
+                           for key, values in per_episode.items()})
 
 
 def evaluate_online(learner: Learner, sampler: LabelOffsetSampler, episodes: int, batch_size: int = 100,
@@ -168,7 +173,7 @@ def evaluate_online_tables(learner: Learner, sampler: LabelOffsetSampler, episod
     with ``characters`` and string labels, also the share of characters right by instance position
     ("online-characters"), which moves long before all five are right at once. The learner is told
     which steps these read (``OnlineInputs.scored``), so that it may skip the others."""
-    positions = tuple(p for p in positions if p <= sampler.instances_per_class)
+    positions = tuple(p for p in positions if p <= min(sampler.instances_per_class, sampler.steps))
     characters = characters and sampler.encoding == "string"
     buckets = len(LAG_KEYS) if lag else 0
 
@@ -186,18 +191,13 @@ def evaluate_online_tables(learner: Learner, sampler: LabelOffsetSampler, episod
         return torch.cat([rows, (correct[..., 1].unsqueeze(1) * at_position).sum(2) / at_position.sum(2)], dim=1)
 
     rows = _per_episode(learner, score, episodes, batch_size, "online eval", progress)
-    instances = {f"instance_{p}": rows[:, c] for c, p in enumerate(positions)}
-    tables = {"online": ProtocolResult("online", _estimates(instances), {k: v.tolist() for k, v in instances.items()})}
+    tables = {"online": _table({f"instance_{p}": rows[:, c] for c, p in enumerate(positions)})}
     if lag:
-        by_lag = {key: rows[:, len(positions) + c] for c, key in enumerate(LAG_KEYS)
-                  if np.isfinite(rows[:, len(positions) + c]).any()}
-        tables["online-lag"] = ProtocolResult("online", _estimates(by_lag),
-                                              {k: [None if np.isnan(x) else x for x in v.tolist()]
-                                               for k, v in by_lag.items()})
+        tables["online-lag"] = _table({key: rows[:, len(positions) + c] for c, key in enumerate(LAG_KEYS)
+                                       if np.isfinite(rows[:, len(positions) + c]).any()})
     if characters:
-        share = {f"instance_{p}": rows[:, len(positions) + buckets + c] for c, p in enumerate(positions)}
-        tables["online-characters"] = ProtocolResult("online", _estimates(share),
-                                                     {k: v.tolist() for k, v in share.items()})
+        tables["online-characters"] = _table({f"instance_{p}": rows[:, len(positions) + buckets + c]
+                                              for c, p in enumerate(positions)})
     return tables
 
 

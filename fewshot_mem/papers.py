@@ -55,6 +55,8 @@ _FINN = (98.7, 99.9, 95.8, 98.9)  # Finn et al. (2017), Table 1
 _RAJESWARAN = (99.50, 99.74, 96.18, 99.14)  # Rajeswaran et al. (2019), Table 2, iMAML Hessian-free
 _RAJESWARAN_MINIIMAGENET = 49.30  # ± 1.88, Rajeswaran et al. (2019), Table 3, iMAML Hessian-free
 
+_TABLE2 = "omniglot-15way-strings@2"  # the paper's 100-step episodes
+
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"  # the README's generated section
 
 COMPARISONS = (
@@ -73,16 +75,20 @@ COMPARISONS = (
     Comparison(
         "santoro-table2", "Santoro et al. (2016), Table 2: Omniglot, 15 classes, five-character string labels",
         "Santoro et al. (2016), Table 2, 15 classes, LSTM controllers", _SANTORO_COLUMNS,
-        (PaperRow("mann", "omniglot-15way-strings@1", (0.1, 62.6, 79.3, 86.6, 88.7, 95.3)),
-         PaperRow("mann-add", "omniglot-15way-strings@1", None),
-         PaperRow("ntm", "omniglot-15way-strings@1", (0.0, 35.4, 61.2, 71.7, 77.7, 88.4)),
+        (PaperRow("mann", _TABLE2, (0.1, 62.6, 79.3, 86.6, 88.7, 95.3)),
+         PaperRow("mann-add", _TABLE2, None),
+         PaperRow("ntm", _TABLE2, (0.0, 35.4, 61.2, 71.7, 77.7, 88.4)),
          # Not verified against the paper: quoted from a secondary summary of Table 2.
-         PaperRow("knn-pixels", "omniglot-15way-strings@1", (0.5, 18.7, 23.3, 26.5, 29.1, 37.0), "–"),
-         PaperRow("knn-features", "omniglot-15way-strings@1", (0.4, 32.7, 41.2, 47.1, 50.6, 60.0), "–")),
-        "A label is right when all five characters are. MANN (NTM addressing) is the `ntm` model at "
-        "Santoro's size (200 LSTM units, 128 x 40 memory, 4 heads). The kNN rows' figures are Table 2's as "
-        "quoted by a secondary summary, not verified against the paper; Santoro's deep features came from "
-        "an autoencoder, ours (`knn-features`) from a Conv-4 embedding trained as ProtoNet.", SANTORO_BUDGET),
+         PaperRow("knn-pixels", _TABLE2, (0.5, 18.7, 23.3, 26.5, 29.1, 37.0), "–"),
+         PaperRow("knn-features", _TABLE2, (0.4, 32.7, 41.2, 47.1, 50.6, 60.0), "–"),
+         # version 1's 150-step episodes: our entries on it, beside the paper's protocol, not in its place
+         *(PaperRow(model, "omniglot-15way-strings@1", None) for model in ("mann", "mann-add", "ntm", "knn-pixels"))),
+        "A label is right when all five characters are. The paper's figures stand beside version 2, whose "
+        "episodes have the paper's 100 steps; version 1's have 15 x 10 = 150 (see Benchmark). MANN (NTM "
+        "addressing) is the `ntm` model at Santoro's size (200 LSTM units, 128 x 40 memory, 4 heads). The kNN "
+        "rows' figures are Table 2's as quoted by a secondary summary, not verified against the paper; Santoro's "
+        "deep features came from an autoencoder, ours (`knn-features`) from a Conv-4 embedding trained as "
+        "ProtoNet.", SANTORO_BUDGET),
     Comparison(
         "fewshot-omniglot", "Snell et al. (2017) and Finn et al. (2017): Omniglot N-way K-shot, 28 x 28",
         "ProtoNets: Snell et al. (2017), Table 1; MAML: Finn et al. (2017), Table 1; iMAML: Rajeswaran et al. "
@@ -157,8 +163,14 @@ def _our_row(entry: dict, row: PaperRow) -> list[str]:
 
 
 def _settings(comparison: Comparison, row: PaperRow) -> list[str]:
-    """The row's setting ("Omniglot 5-way 1-shot, 28x28") where a comparison spans several suites."""
-    return [] if len(comparison.columns) > 1 else [get_suite(row.suite).title.split(": ")[-1]]
+    """The row's setting where a comparison spans several suites: its title's last part in a
+    one-column comparison ("Omniglot 5-way 1-shot, 28x28"), else its id and episode length."""
+    suite = get_suite(row.suite)
+    if len(comparison.columns) == 1:
+        return [suite.title.split(": ")[-1]]
+    if len({r.suite for r in comparison.rows}) == 1:
+        return []
+    return [f"`{suite.id}`, {suite.online_steps} steps"]
 
 
 def comparison_rows(comparison: Comparison, entries: list[dict]) -> list[list[str]]:
@@ -175,7 +187,7 @@ def comparison_rows(comparison: Comparison, entries: list[dict]) -> list[list[st
 
 
 def comparison_table(comparison: Comparison, entries: list[dict]) -> str:
-    setting = [] if len(comparison.columns) > 1 else ["setting"]
+    setting = ["setting"] if _settings(comparison, comparison.rows[0]) else []
     header = ["model", *setting, "source", *comparison.columns, "training budget", "training time",
               "hardware", "command"]
     return markdown_table(header, comparison_rows(comparison, entries))

@@ -84,6 +84,17 @@ def test_suites_have_versions_and_resolve_by_id():
         get_suite("omniglot-5way@99")
 
 
+def test_table_2_follows_the_papers_episode_length_and_keeps_its_first_version():
+    """omniglot-15way-strings@2 has the paper's 100-step episodes (its name alone gives it); @1,
+    15 x 10 = 150 steps, still resolves by its id, since entries were measured on it."""
+    current, first = get_suite("omniglot-15way-strings"), get_suite("omniglot-15way-strings@1")
+    assert current.id == "omniglot-15way-strings@2" and current.episode_length == 100
+    assert (first.version, first.episode_length, first.ways * first.instances_per_class) == (1, None, 150)
+    assert "episode_length" not in first.definition() and current.definition()["episode_length"] == 100
+    assert first.definition() == {k: v for k, v in current.definition().items() if k != "episode_length"} | {
+        "version": 1, "title": first.title, "instances_per_class": 10}
+
+
 def test_budgets_are_counted_in_steps_and_long_is_gone():
     config = TrainConfig.of_steps("x", steps=7, batch_size=3)
     assert (config.steps, config.episodes) == (7, 21)

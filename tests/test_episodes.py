@@ -65,6 +65,24 @@ def test_instance_index_counts_appearances_and_classes_are_balanced(train_pool):
         assert sorted(seen.values()) == [10] * 5
 
 
+def test_a_length_keeps_the_first_steps_of_the_same_shuffle(train_pool):
+    """Episodes cut to ``length`` steps are the first steps of the uncut episodes (the same
+    classes, labels, instances, strings), so a class shows a varying number of times, at most K;
+    the uncut sampler's config, and so the published fingerprints, do not change."""
+    whole = LabelOffsetSampler(train_pool, ways=15, instances_per_class=20, encoding="string")
+    cut = LabelOffsetSampler(train_pool, ways=15, instances_per_class=20, encoding="string", length=100)
+    full, short = whole.batch(range(6)), cut.batch(range(6))
+    assert short.images.shape == (6, 100, 1, 20, 20) and cut.steps == 100 and whole.steps == 300
+    for name in ("labels", "instances", "images", "codes", "instance_index"):
+        assert torch.equal(getattr(short, name), getattr(full, name)[:, :100]), name
+    assert torch.equal(short.classes, full.classes) and torch.equal(short.strings, full.strings[:, :100])
+    counts = [sorted(Counter(row).values()) for row in short.labels.tolist()]
+    assert len({tuple(c) for c in counts}) > 1 and max(max(c) for c in counts) <= 20
+    assert "length" not in whole.config() and cut.config()["length"] == 100
+    with pytest.raises(ValueError, match="steps need 1 to 300"):
+        LabelOffsetSampler(train_pool, ways=15, instances_per_class=20, length=301)
+
+
 def test_images_are_the_labelled_classes_own_distinct_instances(train_pool):
     batch = LabelOffsetSampler(train_pool, ways=5, instances_per_class=10).batch(range(4))
     for b in range(4):
@@ -261,7 +279,6 @@ def test_the_readme_prints_the_real_suites_fingerprints(omniglot_root):
     printed = re.findall(r"suite (\S+)@(\d+), fingerprint ([0-9a-f]{64})", readme)
     assert printed, "the README prints no suite fingerprint"
     for name, version, expected in printed:
-        suite = get_suite(name)
-        assert suite.version == int(version), f"the README prints {name}@{version}; the suite is @{suite.version}"
+        suite = get_suite(f"{name}@{version}")
         pools = load_pools(suite, omniglot_root, progress=False, download=False)
         assert suite.fingerprint(pools["test"]) == expected, f"{name}@{version}"

@@ -16,6 +16,7 @@ from leaderboard_fixtures import (ENTRY, SUITE, board, edit_entry, entry_path, l
 
 from fewshot_mem.evaluate import Estimate
 from fewshot_mem.leaderboard import find_entry
+from fewshot_mem.leaderboard.validate import table_problems
 from fewshot_mem.leaderboard.verify import EXACT, Tolerance, compare_episodes
 
 ONLINE_PREDICTIONS = 5  # a 5-way sequence: one prediction per class at each instance position
@@ -107,6 +108,28 @@ def test_episode_comparison():
     missing = compare_episodes([None, 0.5], [None, 0.5], 1)
     assert (missing.differing, missing.most_off) == (0, 0.0)
     assert compare_episodes([None, 0.5], [0.5, 0.5], 1).most_off == float("inf")
+
+
+def test_episodes_cut_short_are_compared_and_validated_in_their_own_predictions():
+    """Episodes of 100 steps (omniglot-15way-strings@2) show a class a varying number of times:
+    each episode's value at a position averages its own count of predictions, and an episode that
+    shows no class that often has no value. Verify counts how far a value moved in that episode's
+    predictions; validate wants a value exactly where there are predictions, on that episode's grid."""
+    counts = np.array([7, 3, 0, 15])  # predictions behind each episode's value
+    two_of_seven = compare_episodes([3 / 7, 1 / 3, None, 0.4], [5 / 7, 1 / 3, None, 0.4], counts)
+    assert two_of_seven.differing == 1 and round(two_of_seven.most_off) == 2
+    assert round(compare_episodes([3 / 7, 1 / 3, None, 0.4], [3 / 7, 2 / 3, None, 0.4], counts).most_off) == 1
+    assert Tolerance().estimate_bound(4, counts) == pytest.approx(Tolerance().estimate_bound(4, 3))
+
+    values = [3 / 7, 1 / 3, None, 0.4]
+    table = {"protocol": "online", "per_episode": {"instance_2": values},
+             "estimates": {"instance_2": vars(Estimate.from_samples(np.array([3 / 7, 1 / 3, 0.4])))}}
+    assert table_problems("online", table, ("instance_2",), 4, {"instance_2": counts}) == []
+    for wrong, complaint in (([3 / 7, 1 / 3, 0.5, 0.4], "exactly the episodes"),
+                             ([3 / 7, None, None, 0.4], "exactly the episodes"),
+                             ([3 / 7, 0.4, None, 0.4], "not a whole number")):  # 0.4 is no k / 3
+        table["per_episode"]["instance_2"] = wrong
+        assert complaint in " ".join(table_problems("online", table, ("instance_2",), 4, {"instance_2": counts}))
 
 
 def lag_table(entry: dict) -> dict:

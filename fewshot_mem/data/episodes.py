@@ -230,6 +230,10 @@ class LabelOffsetSampler:
     at random; a slot's label is its index (one-hot) or a random five-character
     string, distinct within the episode. The K instances of a class are
     distinct, and the sequence order is a uniform shuffle of all N·K items.
+
+    ``length`` keeps only the first ``length`` items of that shuffle (Santoro et al.'s 15-class
+    episodes of 100 steps, where a class then appears a varying number of times, at most K);
+    None keeps all N·K.
     """
 
     pool: ClassPool
@@ -240,8 +244,12 @@ class LabelOffsetSampler:
     augment: bool = False
     max_degrees: float = 10.0
     max_shift: float = 0.1
+    length: int | None = None
 
     def __post_init__(self) -> None:
+        if self.length is not None and not 0 < self.length <= self.ways * self.instances_per_class:
+            raise ValueError(f"episodes of {self.length} steps need 1 to {self.ways * self.instances_per_class} "
+                             f"({self.ways} classes x {self.instances_per_class} instances)")
         if self.encoding not in ("one-hot", "string"):
             raise ValueError(f"unknown label encoding {self.encoding!r}: use 'one-hot' or 'string'")
         if not 0 < self.ways <= self.pool.num_classes:
@@ -250,17 +258,24 @@ class LabelOffsetSampler:
             raise ValueError(f"{self.instances_per_class} instances per class asked for; "
                              f"the pool has {self.pool.instances_per_class}")
 
+    @property
+    def steps(self) -> int:
+        """Time steps per episode."""
+        return self.ways * self.instances_per_class if self.length is None else self.length
+
     def config(self) -> dict:
-        return {"kind": "label-offset", "pool": self.pool.name, "pool_digest": self.pool.digest,
-                "ways": self.ways, "instances_per_class": self.instances_per_class,
-                "encoding": self.encoding, "seed": self.seed}
+        config = {"kind": "label-offset", "pool": self.pool.name, "pool_digest": self.pool.digest,
+                  "ways": self.ways, "instances_per_class": self.instances_per_class,
+                  "encoding": self.encoding, "seed": self.seed}
+        # Only where set, so that the fingerprints of the suites that use whole shuffles stay as published.
+        return config if self.length is None else {**config, "length": self.length}
 
     def batch(self, episodes: Sequence[int] | np.ndarray | torch.Tensor) -> SequenceBatch:
         ids = _as_episode_ids(episodes)
         n, k = self.ways, self.instances_per_class
         classes = counter_rng.distinct_integers(self.seed, ids, _CLASSES, n, self.pool.num_classes)
         drawers = _shuffled_instances(self.seed, ids, n, self.pool.instances_per_class)  # (B, N, I)
-        order = counter_rng.permutations(counter_rng.episode_keys(self.seed, ids, _ORDER), n * k)
+        order = counter_rng.permutations(counter_rng.episode_keys(self.seed, ids, _ORDER), n * k)[:, : self.steps]
         labels = order // k  # (B, T): item j of the unshuffled list belongs to slot j // K
         seen = np.cumsum(labels[:, :, None] == np.arange(n), axis=1)  # (B, T, N)
         instance_index = np.take_along_axis(seen, labels[:, :, None], axis=2)[..., 0]
@@ -342,7 +357,7 @@ def episode_identity(batch: SequenceBatch | EpisodeBatch) -> dict[str, torch.Ten
             "query_instances": batch.query_instances}
 
 
-def _without_pixels(sampler: LabelOffsetSampler | EpisodeSampler) -> LabelOffsetSampler | EpisodeSampler:
+def without_pixels(sampler: LabelOffsetSampler | EpisodeSampler) -> LabelOffsetSampler | EpisodeSampler:
     """The same sampler over 1-pixel images: the same episodes, whose identity is all a fingerprint
     hashes, without gathering 600 test episodes of 84x84 colour images (gigabytes, tens of seconds)."""
     pool = sampler.pool
@@ -358,7 +373,7 @@ def episodes_digest(sampler: LabelOffsetSampler | EpisodeSampler, episodes: int 
     ids = np.arange(episodes) if isinstance(episodes, int) else _as_episode_ids(episodes)
     digest = hashlib.sha256(json.dumps(sampler.config(), sort_keys=True).encode())
     digest.update(ids.astype("<i8").tobytes())
-    sampler = _without_pixels(sampler)
+    sampler = without_pixels(sampler)
     parts = [episode_identity(sampler.batch(ids[start : start + batch_size]))
              for start in range(0, len(ids), batch_size)]
     for name in parts[0] if parts else ():

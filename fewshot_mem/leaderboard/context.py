@@ -21,8 +21,13 @@ DESCRIPTIONS = {
     "omniglot-5way": "Santoro et al.'s Table 1: sequences of 5 Omniglot classes, each seen 10 times, labelled "
                      "one step late; accuracy by how often the class has been seen (the 2nd instance is the "
                      "one-shot score).",
-    "omniglot-15way-strings": "Santoro et al.'s Table 2: 15 classes labelled with five-character strings; a "
-                              "prediction counts only when all five characters are right.",
+    "omniglot-15way-strings": "Santoro et al.'s Table 2: episodes of 100 steps over 15 classes labelled with "
+                              "five-character strings (a class shows about 6.7 times, at most 20); a prediction "
+                              "counts only when all five characters are right.",
+    # by id: a version whose protocol differs from its name's current one
+    "omniglot-15way-strings@1": "15 classes labelled with five-character strings, each seen 10 times: 150 steps, "
+                                "more than the paper's 100 (version 2 has those); a prediction counts only when "
+                                "all five characters are right.",
 }
 FEW_SHOT = ("{ways}-way {shots}-shot {dataset} episodes at {size}x{size}, {queries} queries per class: the "
             "benchmark on which MAML and prototypical networks report.")
@@ -34,8 +39,9 @@ def board_position(suite_id: str) -> tuple[int, str]:
 
 
 def description(suite: Suite) -> str:
-    if suite.name in DESCRIPTIONS:
-        return DESCRIPTIONS[suite.name]
+    for key in (suite.id, suite.name):
+        if key in DESCRIPTIONS:
+            return DESCRIPTIONS[key]
     dataset = "Omniglot" if suite.dataset == "omniglot" else "mini-ImageNet"
     return FEW_SHOT.format(ways=suite.ways, shots=suite.shots[0], dataset=dataset, size=suite.image_size,
                            queries=suite.queries)

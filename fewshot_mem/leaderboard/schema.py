@@ -62,7 +62,8 @@ class Nullable:
 
 Number = (int, float)
 ESTIMATE_SCHEMA = {"mean": Number, "ci95": Number, "episodes": int}
-TABLE_SCHEMA = {"protocol": str, "estimates": MapOf(ESTIMATE_SCHEMA), "per_episode": MapOf(ListOf(Number))}
+# A per-episode value is None where the episode has none: no class shown that often (episodes cut short).
+TABLE_SCHEMA = {"protocol": str, "estimates": MapOf(ESTIMATE_SCHEMA), "per_episode": MapOf(ListOf(Nullable(Number)))}
 RESULT_SCHEMA = {"format": str, "suite": str, "fingerprint": str, "model": str, "hyperparameters": dict,
                  "budget": str, "seed": int, "tables": MapOf(TABLE_SCHEMA)}
 CHECKPOINT_SCHEMA = {"sha256": str, "path": Nullable(str), "url": Nullable(str)}

@@ -8,11 +8,12 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
+from numbers import Number
 from pathlib import Path
 
 import numpy as np
 
-from ..data.episodes import ClassPool, LabelOffsetSampler
+from ..data.episodes import ClassPool, LabelOffsetSampler, without_pixels
 from ..errors import FewshotMemError
 from ..evaluate import INSTANCE_POSITIONS, Estimate
 from ..paths import resolve_data_root
@@ -33,7 +34,8 @@ class SuiteFacts:
     suite: Suite
     fingerprint: str
     statistics: dict[str, tuple[str, ...]]  # table -> the estimates it must hold
-    predictions: dict[str, int]  # table -> predictions behind one per-episode value (its unit is 1 / that)
+    # table -> statistic -> the predictions behind each episode's value (its unit is 1 / that; 0: none)
+    predictions: dict[str, dict[str, np.ndarray]]
     pools: dict[str, ClassPool] = field(repr=False)
 
 
@@ -42,16 +44,22 @@ _FACTS: dict[tuple[str, str], SuiteFacts] = {}
 
 def _statistics(table: str, sampler) -> tuple[str, ...]:
     if isinstance(sampler, LabelOffsetSampler):
-        return tuple(f"instance_{p}" for p in INSTANCE_POSITIONS if p <= sampler.instances_per_class)
+        return tuple(f"instance_{p}" for p in INSTANCE_POSITIONS
+                     if p <= min(sampler.instances_per_class, sampler.steps))
     return (table,)
 
 
-def _predictions(sampler) -> int:
-    """Predictions one per-episode value averages: at an instance position, one per class
-    (every class appears that often); in an episode, one per query."""
-    if isinstance(sampler, LabelOffsetSampler):
-        return sampler.ways
-    return sampler.ways * sampler.queries
+def _predictions(table: str, sampler, episodes: int) -> dict[str, np.ndarray]:
+    """Per statistic, the predictions each episode's value averages, (episodes,): at an instance
+    position one per class shown that often (every class, unless the episodes are cut short;
+    0: no value), in an episode one per query."""
+    if not isinstance(sampler, LabelOffsetSampler):
+        return {table: np.full(episodes, sampler.ways * sampler.queries)}
+    statistics = _statistics(table, sampler)
+    if sampler.length is None:
+        return {key: np.full(episodes, sampler.ways) for key in statistics}
+    shown = without_pixels(sampler).batch(np.arange(episodes)).instance_index.numpy()  # (episodes, T)
+    return {key: (shown == int(key.removeprefix("instance_"))).sum(1) for key in statistics}
 
 
 def suite_facts(suite: Suite, data_root=None) -> SuiteFacts:
@@ -61,21 +69,43 @@ def suite_facts(suite: Suite, data_root=None) -> SuiteFacts:
         pools = load_pools(suite, data_root, progress=False)
         samplers = suite.test_samplers(pools["test"])
         statistics = {t: _statistics(t, s) for t, s in samplers.items()}
-        predictions = {t: _predictions(s) for t, s in samplers.items()}
+        predictions = {t: _predictions(t, s, suite.test_episodes) for t, s in samplers.items()}
         _FACTS[key] = SuiteFacts(suite, suite.fingerprint(pools["test"]), statistics, predictions, pools)
     return _FACTS[key]
 
 
 # --- validation -------------------------------------------------------------------------------
 
-def off_grid(values: list[float], predictions: int) -> int:
+def off_grid(values: np.ndarray, predictions: np.ndarray | int) -> int:
     """How many per-episode values are no fraction k / predictions: none of a genuine table is
     (the evaluator divides whole counts), so this catches values nudged by less than a prediction."""
     scaled = np.asarray(values, dtype=np.float64) * predictions
     return int(np.sum(np.abs(scaled - np.round(scaled)) > GRID_TOLERANCE))
 
 
-def table_problems(name: str, table: dict, statistics: tuple[str, ...], episodes: int, predictions: int) -> list[str]:
+def presence_problems(where: str, values: list, predictions: np.ndarray) -> list[str]:
+    """A value exactly for the episodes with predictions behind it, each in [0, 1]: else the
+    values cannot be read at all."""
+    if not all(isinstance(v, Number) == bool(n) for v, n in zip(values, predictions)):
+        return [f"{where} must hold a value for exactly the episodes that show a class that often "
+                f"({int(np.count_nonzero(predictions))} of {len(predictions)}), and None for the others"]
+    if not all(0.0 <= v <= 1.0 for v in values if v is not None):
+        return [f"{where} holds values outside [0, 1]"]
+    return []
+
+
+def grid_problems(where: str, present: np.ndarray, counts: np.ndarray) -> list[str]:
+    """Values that are no whole number of their predictions right (k / n)."""
+    wrong = off_grid(present, counts)
+    if not wrong:
+        return []
+    n = f"{counts[0]}" if (counts == counts[0]).all() else "n"
+    return [f"{where}: {wrong} values are not a whole number of {'' if n == 'n' else n + ' '}predictions right "
+            f"(k / {n})"]
+
+
+def table_problems(name: str, table: dict, statistics: tuple[str, ...], episodes: int,
+                   predictions: dict[str, np.ndarray]) -> list[str]:
     """One table against the suite: its statistics, episode counts, per-episode values that
     are whole counts of correct predictions, and estimates that follow from them."""
     where = f"result.tables.{name}"
@@ -85,24 +115,25 @@ def table_problems(name: str, table: dict, statistics: tuple[str, ...], episodes
         if set(table[part]) != set(statistics):
             problems.append(f"{where}.{part} must hold exactly {', '.join(statistics)}")
     for key in set(statistics) & set(table["estimates"]) & set(table["per_episode"]):
-        values, claimed = table["per_episode"][key], table["estimates"][key]
+        values, claimed, counts = table["per_episode"][key], table["estimates"][key], predictions[key]
         if len(values) != episodes:
             problems.append(f"{where}.per_episode.{key} has {len(values)} episodes; the suite has {episodes}")
             continue
-        if not all(0.0 <= v <= 1.0 for v in values):
-            problems.append(f"{where}.per_episode.{key} holds values outside [0, 1]")
+        unreadable = presence_problems(f"{where}.per_episode.{key}", values, counts)
+        if unreadable:
+            problems += unreadable
             continue
-        if off_grid(values, predictions):
-            problems.append(f"{where}.per_episode.{key}: {off_grid(values, predictions)} values are not a whole "
-                            f"number of {predictions} predictions right (k / {predictions})")
-        recomputed = Estimate.from_samples(np.array(values, dtype=np.float64))
+        present = np.array([v for v in values if v is not None], dtype=np.float64)
+        problems += grid_problems(f"{where}.per_episode.{key}", present, counts[counts > 0])
+        recomputed = Estimate.from_samples(present)
         for statistic in ("mean", "ci95"):
             if not math.isclose(claimed[statistic], getattr(recomputed, statistic), rel_tol=0,
                                 abs_tol=CONSISTENCY_TOLERANCE):
                 problems.append(f"{where}.estimates.{key}.{statistic} is {claimed[statistic]!r}, but its "
                                 f"per-episode values give {getattr(recomputed, statistic)!r}")
-        if claimed["episodes"] != episodes:
-            problems.append(f"{where}.estimates.{key}.episodes is {claimed['episodes']}; the suite has {episodes}")
+        if claimed["episodes"] != len(present):
+            problems.append(f"{where}.estimates.{key}.episodes is {claimed['episodes']}; the suite has "
+                            f"{len(present)} episodes with a value")
     return problems
 
 

@@ -34,10 +34,13 @@ class Tolerance:
     def episodes(self, total: int) -> int:
         return math.floor(self.fraction * total + 1e-9)
 
-    def estimate_bound(self, total: int, predictions: int) -> float:
+    def estimate_bound(self, total: int, predictions: np.ndarray | int) -> float:
         """How far a mean or 95% CI can move when the allowed episodes move by the allowed
-        predictions: the mean by k·u/n, the CI by 1.96·sqrt(k)·u/sqrt(n(n-1)); 2·k·u/(n-1) bounds both."""
-        unit = self.predictions / predictions
+        predictions: the mean by k·u/n, the CI by 1.96·sqrt(k)·u/sqrt(n(n-1)); 2·k·u/(n-1) bounds both
+        (u: the largest unit, that of the episode with the fewest predictions behind its value)."""
+        counts = np.asarray(predictions)
+        fewest = counts[counts > 0].min() if (counts > 0).any() else 1
+        unit = self.predictions / fewest
         return 2 * self.episodes(total) * unit / max(total - 1, 1) + CONSISTENCY_TOLERANCE
 
     def describe(self) -> str:
@@ -68,10 +71,10 @@ def _floats(values: list) -> np.ndarray:
     return np.asarray([math.nan if value is None else value for value in values], dtype=np.float64)
 
 
-def compare_episodes(claimed: object, measured: list, predictions: int) -> EpisodeComparison:
-    """How many per-episode values differ, and by how much at most (in predictions). Missing
-    values (None) are equal only to missing values; a value against a missing one cannot be
-    compared (inf)."""
+def compare_episodes(claimed: object, measured: list, predictions: np.ndarray | int) -> EpisodeComparison:
+    """How many per-episode values differ, and by how much at most (in predictions: those behind
+    each episode's value). Missing values (None) are equal only to missing values; a value
+    against a missing one cannot be compared (inf)."""
     if not isinstance(claimed, list) or len(claimed) != len(measured):
         return EpisodeComparison(len(measured), len(measured), math.inf)
     try:
@@ -80,9 +83,8 @@ def compare_episodes(claimed: object, measured: list, predictions: int) -> Episo
         return EpisodeComparison(len(measured), len(measured), math.inf)
     both_missing = np.isnan(claimed_values) & np.isnan(measured_values)
     difference = np.where(both_missing, 0.0, np.abs(claimed_values - measured_values))
-    difference = np.where(np.isnan(difference), math.inf, difference)  # one side missing
-    differing = int(np.count_nonzero(difference))
-    return EpisodeComparison(len(measured), differing, float(difference.max(initial=0.0)) * predictions)
+    off = np.where(np.isnan(difference), math.inf, difference * predictions)  # inf: one side missing
+    return EpisodeComparison(len(measured), int(np.count_nonzero(off)), float(off.max(initial=0.0)))
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ def _percent(value: float) -> str:
     return f"{100 * value:.3f}"
 
 
-def statistic_rows(claimed: dict, measured: dict, predictions: dict[str, int],
+def statistic_rows(claimed: dict, measured: dict, predictions: dict[str, dict[str, np.ndarray | int]],
                    tolerance: Tolerance) -> tuple[list[DiffRow], list[EpisodeComparison]]:
     """Claimed against re-measured: per statistic its mean and CI, then its per-episode values,
     which decide (a mean can match while the episodes behind it were shuffled or nudged)."""
@@ -148,14 +150,14 @@ def statistic_rows(claimed: dict, measured: dict, predictions: dict[str, int],
         for key, estimate in result["estimates"].items():
             claim = claimed.get(table, {})
             label = "" if key == table else f"{key} "
-            bound = tolerance.estimate_bound(len(result["per_episode"][key]), predictions[table])
+            bound = tolerance.estimate_bound(len(result["per_episode"][key]), predictions[table][key])
             for statistic in ("mean", "ci95"):
                 value = claim.get("estimates", {}).get(key, {}).get(statistic)
                 ok = isinstance(value, Number) and abs(value - estimate[statistic]) <= bound
                 rows.append(DiffRow(table, f"{label}{statistic} (%)", "–" if value is None else _percent(value),
                                     _percent(estimate[statistic]), ok))
             comparison = compare_episodes(claim.get("per_episode", {}).get(key), result["per_episode"][key],
-                                          predictions[table])
+                                          predictions[table][key])
             off = "" if comparison.differing == 0 or math.isinf(comparison.most_off) else \
                 f" (≤ {comparison.most_off:.0f} pred.)"
             rows.append(DiffRow(table, f"{label}episodes that differ", f"≤ {tolerance.episodes(comparison.total)}",
@@ -208,8 +210,8 @@ def verify(path: Path, root: Path, *, data_root=None, device: str = "cpu", check
     # A lag bucket's per-episode value averages however many steps of that episode fall in it,
     # so no one prediction unit fits: the bucket is the unit, and the tolerance bounds how many
     # episodes may differ (none with --exact).
-    lag_rows, lag_comparisons = statistic_rows({LAG_TABLE: claimed_lag or {}}, measured_lag, {LAG_TABLE: 1},
-                                               tolerance)
+    lag_units = {LAG_TABLE: {key: 1 for key in lag_table["estimates"]}} if lag_table is not None else {}
+    lag_rows, lag_comparisons = statistic_rows({LAG_TABLE: claimed_lag or {}}, measured_lag, lag_units, tolerance)
     return Verification(rows + statistics + lag_rows, problems, comparisons + lag_comparisons,
                         results_digest(entry), measured, seconds, measured_lag)
 
