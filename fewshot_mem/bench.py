@@ -158,7 +158,9 @@ def list_everything(data_root) -> None:
     print("suites:")
     for suite in all_suites():
         fingerprint = available_fingerprint(suite, data_root) or "(its data is not available here)"
-        print(f"  {suite.id:<28} {suite.title}\n  {'':<28} fingerprint {fingerprint}")
+        current = get_suite(suite.name)
+        earlier = "" if current is suite else f" (an earlier version: {current.id} is current)"
+        print(f"  {suite.id:<28} {suite.title}{earlier}\n  {'':<28} fingerprint {fingerprint}")
     print("models:")
     for name, spec in available_models().items():
         print(f"  {name:<12} {spec}{'' if name in BUILTIN_MODELS else '  (plug-in)'}")

@@ -14,7 +14,7 @@ from fewshot_mem.budgets import recipe
 from fewshot_mem.models.learner import Learner, SequenceLearner
 from fewshot_mem.models.registry import BUILTIN_MODELS, builtins_of
 from fewshot_mem.recipes import BUDGETS, Recipe, TrainConfig, generic_recipe
-from fewshot_mem.suites import SUITES, get_suite
+from fewshot_mem.suites import all_suites, get_suite
 
 SNAPSHOT = Path(__file__).with_name("recipes_snapshot.json")
 DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
@@ -35,7 +35,7 @@ def snapshot() -> dict[str, dict]:
     """Every built-in model x suite x budget -> its compact recipe. To record an intended change
     of a recipe: python -c "import sys; sys.path.insert(0, 'tests'); import test_budgets as t; t.write_snapshot()"."""
     return {f"{model} {suite.id} {budget}": compact(recipe(model, suite, budget))
-            for model in BUILTIN_MODELS for suite in SUITES.values() for budget in BUDGETS}
+            for model in BUILTIN_MODELS for suite in all_suites() for budget in BUDGETS}
 
 
 def write_snapshot() -> None:
@@ -100,7 +100,7 @@ def test_protonet_follows_snell_et_al_and_knn_features_trains_as_protonet():
 def test_knn_on_raw_pixels_trains_nothing_at_any_budget():
     """(Except mini-ImageNet's smoke shape, which budgets.recipe gives every model: 2 steps for ν.)"""
     for budget in BUDGETS:
-        for suite in SUITES.values():
+        for suite in all_suites():
             chosen = recipe("knn-pixels", suite, budget)
             assert chosen.config.steps == (2 if (budget, suite.dataset) == ("smoke", "miniimagenet") else 0)
             assert chosen.protocol == ("online" if "online" in suite.protocols else "episodic")

@@ -85,7 +85,7 @@ def test_string_labels_get_the_share_of_characters_right_beside_all_five():
 def test_validation_logs_the_share_of_characters_for_string_labels():
     from fewshot_mem.bench import _validator
     suite = get_suite("omniglot-15way-strings")
-    validate = _validator(suite, "online", synthetic_pool(classes=16, instances=10), 4, "cpu")
+    validate = _validator(suite, "online", synthetic_pool(classes=16, instances=20), 4, "cpu")
     figures = validate(RepeatsTheLastString(TaskSpec(15, label_encoding="string", image_shape=SMALL_IMAGE)))
     assert {"instance_2", "character_instance_2"} <= set(figures)
     assert figures["character_instance_2"] >= figures["instance_2"]
