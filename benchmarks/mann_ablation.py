@@ -53,6 +53,7 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "separate-add-vector": ({"add_vector": "separate"}, {}),
     "read-previous-memory": ({"read_memory": "previous"}, {}),
     "least-used-per-head": ({"least_used": "per-head"}, {}),
+    "learned-key-strength": ({"key_strength": "learned"}, {}),
     "adam-1e-3": ({}, {"optimizer": "adam", "learning_rate": 1e-3}),
     "summed-loss": ({}, {"loss_reduction": "sum"}),
     "clip-by-value": ({}, {"gradient_clip_mode": "value"}),

@@ -19,3 +19,27 @@ def test_each_benchmark_script_imports(script, monkeypatch):
     assert callable(module.get("main")) or "__main__" not in script.read_text(), f"{script.name}: no main()"
     for name in [name for name in sys.modules if name.startswith("bench_")]:
         sys.modules.pop(name)  # what a script imported from its siblings stays its own
+
+
+def test_accuracy_by_step_counts_every_prediction_at_the_position_once(omniglot_root, monkeypatch):
+    """The bins of benchmarks/accuracy_by_step.py hold every 2nd-instance prediction of the episodes
+    once (5 a Table 1 episode), and pooled over the bins they give the evaluator's accuracy at the
+    2nd instance for the same weights and episodes (fixed counts: pooled = mean over episodes)."""
+    import torch
+
+    from fewshot_mem.evaluate import evaluate_online
+    from fewshot_mem.models.registry import create
+    from fewshot_mem.suites import cached_pools, get_suite
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from accuracy_by_step import accuracy_by_step
+
+    torch.manual_seed(0)
+    suite = get_suite("omniglot-5way@1")
+    learner = create("lstm", suite.task(), controller_size=16).eval()
+    sampler = suite.validation_sampler(cached_pools(suite, omniglot_root)["val"], "online")
+    rows = accuracy_by_step(learner, sampler, episodes=12, position=2, width=7, batch_size=5)
+    assert [(first, last) for first, last, _, _ in rows][:2] == [(1, 7), (8, 14)] and rows[-1][1] == 50
+    assert sum(shown for _, _, shown, _ in rows) == 12 * 5
+    expected = evaluate_online(learner, sampler, 12, batch_size=5).estimates["instance_2"].mean
+    assert sum(right for *_, right in rows) / 60 == pytest.approx(expected)

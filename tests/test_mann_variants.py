@@ -19,7 +19,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = dict(controller_size=7, memory_slots=6, memory_width=3, read_heads=2)
 TASK = TaskSpec(ways=4, image_shape=(1, 3, 3))
 VARIANTS = [dict(forget_bias=1.0), dict(add_vector="separate"), dict(read_memory="previous"),
-            dict(least_used="per-head")]
+            dict(least_used="per-head"), dict(key_strength="learned"),
+            dict(add_vector="separate", key_strength="learned")]
 
 
 def T(rows):
@@ -128,3 +129,25 @@ def test_a_run_saved_before_the_new_settings_existed_is_still_complete(tmp_path)
     torch.save({"model": {}, "step": 2, "score": 0.5}, tmp_path / "best.pt")
     assert is_complete(tmp_path, config)
     assert not is_complete(tmp_path, TrainConfig("quick", episodes=32, batch_size=16, loss_reduction="sum"))
+
+
+@pytest.mark.parametrize("add_vector", ["key", "separate"])
+def test_a_learned_key_strength_reads_with_the_softplus_of_its_own_interface_entries(add_vector):
+    """key_strength="learned": the interface's last R entries are β̂, and the reads are
+    softmax(softplus(β̂) K(k, M)) of the memory just written; the keys, gates and add vectors are
+    read from where they were before. With β̂ large the read is sharper than the paper's β = 1."""
+    torch.manual_seed(0)
+    plain = MANN(TASK, **TINY, add_vector=add_vector).double()
+    learned = MANN(TASK, **TINY, add_vector=add_vector, key_strength="learned").double()
+    assert not learned.is_paper_access
+    assert learned.interface.out_features == plain.interface.out_features + 2
+    memory = torch.rand(1, 6, 3, dtype=torch.float64)
+    interface = torch.randn(1, plain.interface.out_features, dtype=torch.float64)
+    raw_strength = T([[3.0, -1.0]])
+    (written, read_w, *_), reads = _one_access(learned, memory, torch.cat([interface, raw_strength], 1))
+    (written_plain, read_w_plain, *_), _ = _one_access(plain, memory, interface)
+    assert torch.equal(written, written_plain)  # the strengths change the read alone
+    keys = torch.tanh(interface[:, :6]).view(1, 2, 3)
+    expected = addressing.content_weights(written, keys, F.softplus(raw_strength))
+    assert torch.allclose(read_w, expected) and torch.allclose(reads, addressing.read(written, expected).flatten(1))
+    assert read_w[0, 0].max() > read_w_plain[0, 0].max()  # β = softplus(3) ≈ 3.05 > 1

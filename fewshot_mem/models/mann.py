@@ -8,6 +8,7 @@ import functools
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..memory import addressing, lru
@@ -46,6 +47,11 @@ class MANN(MemoryLearner):
             reads M_{t−1}.
         least_used: "shared": every head's w^lu is the n-hot mark of the R least-used slots (the
             paper's w^lu with n = R); "per-head": head h's is the h-th least-used slot alone.
+        key_strength: "none" reads with softmax(K(k, M)), the paper's equation (β = 1); "learned"
+            reads with softmax(β K(k, M)), β = softplus(β̂) emitted per head, as the NTM's content
+            addressing does. With β = 1 the best of 128 slots gets at most e² times the weight of
+            the worst, so a read blurs over every slot written (README, "Table 2: where in the
+            episode MANN fails").
     """
 
     label: ClassVar[str] = "MANN (LRUA)"
@@ -54,23 +60,28 @@ class MANN(MemoryLearner):
     in_default_bench: ClassVar[bool] = True
 
     VARIANTS = {"add_vector": ("key", "separate"), "read_memory": ("written", "previous"),
-                "least_used": ("shared", "per-head")}
+                "least_used": ("shared", "per-head"), "key_strength": ("none", "learned")}
 
     def __init__(self, task: TaskSpec, controller_size: int = 200, memory_slots: int = 128,
                  memory_width: int = 40, read_heads: int = 4, usage_decay: float = 0.95,
                  controller: str = "lstm", image_encoder: str = "flatten", forget_bias: float = 0.0,
-                 add_vector: str = "key", read_memory: str = "written", least_used: str = "shared") -> None:
+                 add_vector: str = "key", read_memory: str = "written", least_used: str = "shared",
+                 key_strength: str = "none") -> None:
         super().__init__(task, image_encoder, controller, controller_size, read_heads * memory_width)
-        for name, value in (("add_vector", add_vector), ("read_memory", read_memory), ("least_used", least_used)):
+        variants = dict(add_vector=add_vector, read_memory=read_memory, least_used=least_used,
+                        key_strength=key_strength)
+        for name, value in variants.items():
             if value not in self.VARIANTS[name]:
                 raise ValueError(f"{name}={value!r}: use one of {', '.join(self.VARIANTS[name])}")
         self.memory_slots, self.memory_width = memory_slots, memory_width
         self.read_heads, self.usage_decay = read_heads, usage_decay
         self.add_vector, self.read_memory, self.least_used = add_vector, read_memory, least_used
+        self.key_strength = key_strength
         self.controller.add_forget_bias(forget_bias)
-        # All heads' keys, [add vectors,] and gates in one projection: (H·W keys, [H·W adds,] H gates).
+        # All heads' quantities in one projection: H·W keys, H gates[, H·W add vectors][, H strengths].
         add_size = read_heads * memory_width if add_vector == "separate" else 0
-        self.interface = nn.Linear(controller_size, read_heads * (memory_width + 1) + add_size)
+        strength_size = read_heads if key_strength == "learned" else 0
+        self.interface = nn.Linear(controller_size, read_heads * (memory_width + 1) + add_size + strength_size)
         self.readout = nn.Linear(controller_size + read_heads * memory_width, task.output_size)
 
     def initial_state(self, batch_size: int, reference: torch.Tensor) -> State:
@@ -95,13 +106,16 @@ class MANN(MemoryLearner):
         b, h, w = interface.shape[0], self.read_heads, self.memory_width
         keys = torch.tanh(interface[:, : h * w]).view(b, h, w)  # (B, R, W)
         gates = interface[:, h * w : h * w + h]  # (B, R) write-gate logits α
-        added = torch.tanh(interface[:, h * w + h :]).view(b, h, w) if self.add_vector == "separate" else keys
+        added = torch.tanh(interface[:, h * w + h : 2 * h * w + h]).view(b, h, w) \
+            if self.add_vector == "separate" else keys
+        strengths = F.softplus(interface[:, -h:]) if self.key_strength == "learned" \
+            else torch.ones_like(gates)  # (B, R) β; Santoro: no key strength
         write_w = lru.lru_write_weights(read_w, least_used, gates)  # (B, R, N)
         previous = memory
         memory = lru.zero_least_used(memory, usage)
         memory = addressing.add_write(memory, write_w, added)
         read_from = memory if self.read_memory == "written" else previous
-        read_w = addressing.content_weights(read_from, keys, torch.ones_like(gates))  # Santoro: no key strength
+        read_w = addressing.content_weights(read_from, keys, strengths)
         reads = addressing.read(read_from, read_w).flatten(1)  # (B, R·W)
         usage = lru.update_usage(usage, read_w, write_w, self.usage_decay)
         mark = lru.least_used_per_head if self.least_used == "per-head" else lru.least_used_weights
@@ -111,7 +125,8 @@ class MANN(MemoryLearner):
     def is_paper_access(self) -> bool:
         """Whether access is the paper's as written (the variants default): ``fast_access``'s
         hand-derived backward covers that case only; the others run ``access`` under autograd."""
-        return (self.add_vector, self.read_memory, self.least_used) == ("key", "written", "shared")
+        return (self.add_vector, self.read_memory, self.least_used, self.key_strength) == (
+            "key", "written", "shared", "none")
 
     def fast_access(self, interface: torch.Tensor, memory_state: State) -> tuple[State, torch.Tensor]:
         if not self.is_paper_access:
