@@ -5,11 +5,12 @@ A memory too small for the episode shows here: once the episode has shown more i
 memory has slots, a least-used write overwrites what an earlier class stored, so the classes met
 late in a long episode are recognised less often. The same weights are scored on the validation
 episodes of each suite named (the validation classes, not the test episodes), in bins of
-``--width`` steps, with a 95% interval per bin (normal approximation over predictions).
+``--width`` steps, with a 95% interval per bin (normal approximation over predictions); with
+``--read-weights``, a MANN's largest read weight per bin too (how sharply it reads its memory).
 
     python benchmarks/accuracy_by_step.py CHECKPOINT --model mann-add \
         --suites omniglot-15way-strings@1,omniglot-15way-strings@2 [--position 2] [--width 25] \
-        [--episodes 500] [--budget paper] [--data-root DIR]
+        [--episodes 500] [--budget paper] [--read-weights] [--data-root DIR]
 
 CHECKPOINT is a run's ``best.pt`` or ``last.pt`` (``runs/<suite>/<model>/<budget>-seed0/``) or a
 board entry's weights (``leaderboard/checkpoints/<suite>/<entry>.pt``); the model is built with
@@ -32,6 +33,7 @@ from fewshot_mem.data.episodes import LabelOffsetSampler, correct_predictions
 from fewshot_mem.errors import FewshotMemError
 from fewshot_mem.evaluate import Z_95
 from fewshot_mem.models.learner import Learner, batch_targets, predictions
+from fewshot_mem.models.mann import MANN
 from fewshot_mem.models.registry import create
 from fewshot_mem.suites import cached_pools, get_suite
 
@@ -54,15 +56,33 @@ def accuracy_by_step(learner: Learner, sampler: LabelOffsetSampler, episodes: in
     return [(b * width + 1, min((b + 1) * width, sampler.steps), int(shown[b]), int(right[b])) for b in range(bins)]
 
 
-def print_table(rows: list[tuple[int, int, int, int]]) -> None:
-    print(f"{'steps':>9}  {'predictions':>11}  {'accuracy (%)':>14}")
-    for first, last, shown, right in rows:
+def largest_read_weight_by_step(learner: MANN, sampler: LabelOffsetSampler, episodes: int, width: int,
+                                batch_size: int = 100) -> list[float]:
+    """MANN's sharpness of reading: the largest read weight max_i w^r_t(i), averaged over heads and
+    episodes, per bin of ``width`` steps (1/N for a uniform read over N slots, 1 for one slot)."""
+    totals = np.zeros(sampler.steps)
+    for start in range(0, episodes, batch_size):
+        batch = sampler.batch(np.arange(start, min(start + batch_size, episodes)))
+        features = learner.encode(batch.images).to(learner.dtype)
+        state = learner.initial_state(features.shape[0], features)
+        with torch.no_grad():
+            for t in range(sampler.steps):
+                _, state = learner.step(features[:, t], batch.previous_codes[:, t].to(features.dtype), state)
+                totals[t] += state[3].amax(-1).mean(-1).sum().item()  # state[3]: read weights (B, R, N)
+    per_step = totals / episodes
+    return [float(per_step[first:first + width].mean()) for first in range(0, sampler.steps, width)]
+
+
+def print_table(rows: list[tuple[int, int, int, int]], sharpness: list[float] | None = None) -> None:
+    print(f"{'steps':>9}  {'predictions':>11}  {'accuracy (%)':>14}" + ("  largest read weight" if sharpness else ""))
+    for row, (first, last, shown, right) in enumerate(rows):
+        sharp = f"  {sharpness[row]:>19.3f}" if sharpness else ""
         if not shown:
-            print(f"{first:>4}-{last:<4}  {0:>11}  {'–':>14}")
+            print(f"{first:>4}-{last:<4}  {0:>11}  {'–':>14}{sharp}")
             continue
         share = right / shown
         interval = Z_95 * math.sqrt(share * (1 - share) / shown)
-        print(f"{first:>4}-{last:<4}  {shown:>11,}  {100 * share:>6.1f} ± {100 * interval:<5.1f}")
+        print(f"{first:>4}-{last:<4}  {shown:>11,}  {100 * share:>6.1f} ± {100 * interval:<5.1f}{sharp}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=25, help="steps per bin")
     parser.add_argument("--episodes", type=int, default=500, help="validation episodes per suite")
     parser.add_argument("--budget", default="paper", help="whose hyper-parameters build the model")
+    parser.add_argument("--read-weights", action="store_true",
+                        help="MANN models: also the largest read weight per bin (how sharply it reads)")
     parser.add_argument("--data-root", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -86,13 +108,18 @@ def main(argv: list[str] | None = None) -> int:
     except (FewshotMemError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if args.read_weights and not isinstance(learner, MANN):
+        print(f"error: --read-weights reads MANN's read weights; {args.model} is no MANN", file=sys.stderr)
+        return 2
     learner.eval()
     print(f"{args.model} from {args.checkpoint} (step {state.get('step', '?')}); accuracy at instance "
           f"{args.position} by the step it falls on, {args.episodes} validation episodes a suite, ± 95% CI")
     for suite in suites:
         sampler = suite.validation_sampler(cached_pools(suite, args.data_root)["val"], "online")
         print(f"\n{suite.id} ({sampler.steps} steps an episode)")
-        print_table(accuracy_by_step(learner, sampler, args.episodes, args.position, args.width))
+        sharpness = largest_read_weight_by_step(learner, sampler, args.episodes, args.width) \
+            if args.read_weights else None
+        print_table(accuracy_by_step(learner, sampler, args.episodes, args.position, args.width), sharpness)
     return 0
 
 

@@ -43,3 +43,30 @@ def test_accuracy_by_step_counts_every_prediction_at_the_position_once(omniglot_
     assert sum(shown for _, _, shown, _ in rows) == 12 * 5
     expected = evaluate_online(learner, sampler, 12, batch_size=5).estimates["instance_2"].mean
     assert sum(right for *_, right in rows) / 60 == pytest.approx(expected)
+
+
+def test_the_largest_read_weight_is_mann_s_own_read_weights_at_each_step(omniglot_root, monkeypatch):
+    """``--read-weights``: per bin, the mean over heads and episodes of max_i w^r_t(i), as MANN's
+    state after each step holds it; between 1/N (a uniform read) and 1."""
+    import torch
+
+    from fewshot_mem.models.registry import create
+    from fewshot_mem.suites import cached_pools, get_suite
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from accuracy_by_step import largest_read_weight_by_step
+
+    torch.manual_seed(0)
+    suite = get_suite("omniglot-5way@1")
+    learner = create("mann", suite.task(), controller_size=8, memory_slots=6, memory_width=3, read_heads=2).eval()
+    sampler = suite.validation_sampler(cached_pools(suite, omniglot_root)["val"], "online")
+    bins = largest_read_weight_by_step(learner, sampler, episodes=3, width=25)
+    batch = sampler.batch(range(3))
+    with torch.no_grad():
+        features = learner.encode(batch.images).float()
+        state, largest = learner.initial_state(3, features), []
+        for t in range(50):
+            _, state = learner.step(features[:, t], batch.previous_codes[:, t].float(), state)
+            largest.append(state[3].amax(-1).mean().item())
+    assert bins == pytest.approx([sum(largest[:25]) / 25, sum(largest[25:]) / 25])
+    assert all(1 / 6 <= value <= 1 for value in bins)
