@@ -70,3 +70,27 @@ def test_the_largest_read_weight_is_mann_s_own_read_weights_at_each_step(omniglo
             largest.append(state[3].amax(-1).mean().item())
     assert bins == pytest.approx([sum(largest[:25]) / 25, sum(largest[25:]) / 25])
     assert all(1 / 6 <= value <= 1 for value in bins)
+
+
+def test_plot_runs_prints_each_runs_validation_at_the_same_steps_and_draws_them(tmp_path, monkeypatch, capsys):
+    """benchmarks/plot_runs.py: one column a run, a row per multiple of --every that some run
+    validated at ("–" where that run did not), the values of --statistic in %, and the plot;
+    a folder without metrics.jsonl is bad input (exit 2)."""
+    import json
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from plot_runs import main
+
+    for name, records in (("a", [(500, 0.1), (1000, 0.25)]), ("b", [(1000, 0.5), (2000, 0.625)])):
+        (tmp_path / name).mkdir()
+        lines = [json.dumps({"step": step, "episodes": 16 * step, "validation_score": 0.0,
+                             "validation_instance_2": value}) for step, value in records]
+        lines.insert(1, json.dumps({"step": 700, "episodes": 11200, "loss": 1.0}))  # a training record
+        (tmp_path / name / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    plot = tmp_path / "curves.png"
+    assert main([f"first={tmp_path / 'a'}", f"second={tmp_path / 'b'}", "--out", str(plot), "--every", "1000"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert rows[0] == ["step", "first", "second"]
+    assert rows[1:3] == [["1,000", "25.0", "50.0"], ["2,000", "–", "62.5"]]
+    assert plot.is_file() and plot.stat().st_size > 0
+    assert main([f"third={tmp_path}", "--out", str(plot)]) == 2
