@@ -10,11 +10,12 @@ episodes of each suite named (the validation classes, not the test episodes), in
 
     python benchmarks/accuracy_by_step.py CHECKPOINT --model mann-add \
         --suites omniglot-15way-strings@1,omniglot-15way-strings@2 [--position 2] [--width 25] \
-        [--episodes 500] [--budget paper] [--read-weights] [--data-root DIR]
+        [--episodes 500] [--budget paper] [--set KEY=VALUE] [--read-weights] [--data-root DIR]
 
 CHECKPOINT is a run's ``best.pt`` or ``last.pt`` (``runs/<suite>/<model>/<budget>-seed0/``) or a
 board entry's weights (``leaderboard/checkpoints/<suite>/<entry>.pt``); the model is built with
-that budget's hyper-parameters for the first suite. Bad input exits 2.
+that budget's hyper-parameters for the first suite, changed by ``--set`` as the run's were. Bad input
+exits 2.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fewshot_mem.budgets import recipe
+from fewshot_mem.budgets import parse_overrides, recipe, with_overrides
 from fewshot_mem.checkpoints import load_checkpoint
 from fewshot_mem.data.episodes import LabelOffsetSampler, correct_predictions
 from fewshot_mem.errors import FewshotMemError
@@ -94,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=25, help="steps per bin")
     parser.add_argument("--episodes", type=int, default=500, help="validation episodes per suite")
     parser.add_argument("--budget", default="paper", help="whose hyper-parameters build the model")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a hyper-parameter the run changed with the bench's --set (repeatable)")
     parser.add_argument("--read-weights", action="store_true",
                         help="MANN models: also the largest read weight per bin (how sharply it reads)")
     parser.add_argument("--data-root", default=None)
@@ -102,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         suites = [get_suite(name.strip()) for name in args.suites.split(",") if name.strip()]
         state = load_checkpoint(args.checkpoint, recovery="Name a run's best.pt or last.pt, or a board entry's weights.")
-        learner = create(args.model, suites[0].task(), **recipe(args.model, suites[0], args.budget).hyperparameters)
+        chosen = with_overrides(args.model, recipe(args.model, suites[0], args.budget), parse_overrides(args.set))
+        learner = create(args.model, suites[0].task(), **chosen.hyperparameters)
         # a run's checkpoint holds the weights under "model"; a board entry's file is the weights
         learner.load_state_dict(state["model"] if isinstance(state.get("model"), dict) else state)
     except (FewshotMemError, ValueError, RuntimeError) as error:
