@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
-from .data.episodes import ClassPool, EpisodeSampler, LabelOffsetSampler, episodes_digest
+from .data.episodes import ClassPool, EpisodeSampler, LabelOffsetSampler, episodes_digest, label_offset_steps
 from .data.miniimagenet import load_miniimagenet
 from .data.stream import EpisodeStream
 from .data.omniglot import load_omniglot
@@ -60,7 +60,7 @@ class Suite:
     @property
     def online_steps(self) -> int:
         """Time steps of an online episode."""
-        return self.episode_length or self.ways * self.instances_per_class
+        return label_offset_steps(self.ways, self.instances_per_class, self.episode_length)
 
     def task(self) -> TaskSpec:
         return TaskSpec(self.ways, self.label_encoding, (self.channels, self.image_size, self.image_size))

@@ -222,6 +222,11 @@ def augment(images: torch.Tensor, keys: np.ndarray, max_degrees: float, max_shif
     return warped.round().clamp(0, 255).to(torch.uint8).view(b, t, *images.shape[2:])
 
 
+def label_offset_steps(ways: int, instances_per_class: int, length: int | None) -> int:
+    """Time steps of a label-offset episode: N·K, or the ``length`` it is cut to."""
+    return ways * instances_per_class if length is None else length
+
+
 @dataclass(frozen=True)
 class LabelOffsetSampler:
     """Label-offset sequences (Santoro et al. 2016): N classes × K instances, shuffled.
@@ -261,7 +266,7 @@ class LabelOffsetSampler:
     @property
     def steps(self) -> int:
         """Time steps per episode."""
-        return self.ways * self.instances_per_class if self.length is None else self.length
+        return label_offset_steps(self.ways, self.instances_per_class, self.length)
 
     def config(self) -> dict:
         config = {"kind": "label-offset", "pool": self.pool.name, "pool_digest": self.pool.digest,
