@@ -77,6 +77,7 @@ COMPARISONS = (
         "Santoro et al. (2016), Table 2, 15 classes, LSTM controllers", _SANTORO_COLUMNS,
         (PaperRow("mann", _TABLE2, (0.1, 62.6, 79.3, 86.6, 88.7, 95.3)),
          PaperRow("mann-add", _TABLE2, None),
+         PaperRow("mann-add-key-strength", _TABLE2, None),  # the reading that learns Table 2 (README)
          PaperRow("ntm", _TABLE2, (0.0, 35.4, 61.2, 71.7, 77.7, 88.4)),
          # Not verified against the paper: quoted from a secondary summary of Table 2.
          PaperRow("knn-pixels", _TABLE2, (0.5, 18.7, 23.3, 26.5, 29.1, 37.0), "–"),

@@ -57,7 +57,7 @@ def test_every_built_in_recipe_is_unchanged():
 def test_the_paper_budget_of_every_sequence_model_is_santoros_100000_steps_of_16():
     """Santoro et al.'s 100,000 "episodes" are optimizer steps on batches of 16 sequences, RMSprop 1e-4;
     every SequenceLearner shares it, and trains online."""
-    assert builtins_of(SequenceLearner) == ["mann", "mann-add", "ntm", "dnc", "lstm"]
+    assert builtins_of(SequenceLearner) == ["mann", "mann-add", "mann-add-key-strength", "ntm", "dnc", "lstm"]
     for model in builtins_of(SequenceLearner):
         for suite in (get_suite("omniglot-5way"), get_suite("omniglot-15way-strings"), MINI_1):
             chosen = recipe(model, suite, "paper")

@@ -13,6 +13,7 @@ from fewshot_mem.memory import addressing, lru
 from fewshot_mem.models import fast_path_check
 from fewshot_mem.models.learner import TaskSpec
 from fewshot_mem.models.mann import MANN
+from fewshot_mem.models.registry import resolve
 from fewshot_mem.train import TrainConfig, clip_gradients, is_complete, loss_scale
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -151,3 +152,18 @@ def test_a_learned_key_strength_reads_with_the_softplus_of_its_own_interface_ent
     expected = addressing.content_weights(written, keys, F.softplus(raw_strength))
     assert torch.allclose(read_w, expected) and torch.allclose(reads, addressing.read(written, expected).flatten(1))
     assert read_w[0, 0].max() > read_w_plain[0, 0].max()  # β = softplus(3) ≈ 3.05 > 1
+
+
+def test_the_named_key_strength_model_is_mann_add_with_a_learned_key_strength():
+    """``mann-add-key-strength`` is the registered name of the reading that learned Table 2: the
+    same weights, and so the same outputs, as ``mann-add`` with ``--set key_strength=learned``, under
+    a label of its own."""
+    named, add = resolve("mann-add-key-strength"), resolve("mann-add")
+    torch.manual_seed(0)
+    learner = named(TASK, **TINY)
+    torch.manual_seed(0)
+    overridden = add(TASK, **TINY, key_strength="learned")
+    assert (learner.add_vector, learner.key_strength) == ("separate", "learned")
+    assert all(torch.equal(a, b) for a, b in zip(learner.state_dict().values(), overridden.state_dict().values()))
+    assert len({named.label, add.label, MANN.label}) == 3
+    assert not named.in_default_bench

@@ -21,6 +21,7 @@ ENTRY_POINT_GROUP = "fewshot_mem.models"
 BUILTIN_MODELS: dict[str, str] = {
     "mann": "fewshot_mem.models.mann:MANN",
     "mann-add": "fewshot_mem.models.mann:MANNWithAddVector",
+    "mann-add-key-strength": "fewshot_mem.models.mann:MANNWithKeyStrength",
     "ntm": "fewshot_mem.models.ntm:NTM",
     "dnc": "fewshot_mem.models.dnc:DNC",
     "lstm": "fewshot_mem.models.lstm:LSTMLearner",
