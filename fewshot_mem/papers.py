@@ -205,7 +205,7 @@ def learning_curves(comparison: Comparison, entries: list[dict]) -> dict[str, li
             points = [(r["episodes"], r[key]) for r in entry["result"].get("learning_curve", [])
                       if key in r and r["episodes"] > 0]
             if points:  # entries share names across suites, so a line is named by its setting too
-                label = ", ".join([model_label(row.model), *_settings(comparison, row)])
+                label = ", ".join([model_label(row.model), *_settings(comparison, row)]).replace("`", "")  # plain text
                 curves[f"{label}: {entry['entry']}"] = points
     return curves
 

@@ -148,7 +148,7 @@ def plot_learning_curves(curves: dict[str, list[tuple[int, float]]], ylabel: str
     axes.set_ylim(0, 100)
     axes.grid(alpha=0.3, which="both")
     axes.set_title(title, fontsize=9)
-    axes.legend(fontsize=7, loc="lower right")
+    axes.legend(fontsize=7, loc="upper left")  # curves rise to the right: the upper left stays clear
     path = _save(figure, path)
     plt.close(figure)
     return path

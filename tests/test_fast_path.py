@@ -56,7 +56,7 @@ def test_the_check_catches_a_wrong_override():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["mann", "ntm", "dnc"])
+@pytest.mark.parametrize("name", ["mann", "mann-add-key-strength", "ntm", "dnc"])
 def test_compiled_steps_compute_the_same_function(name):
     """The per-step pieces compiled by torch.compile (tens of seconds to compile a model)."""
     torch.manual_seed(0)

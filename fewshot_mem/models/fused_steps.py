@@ -61,47 +61,62 @@ def cosine_backward(grad_cosine: torch.Tensor, keys: torch.Tensor, memory: torch
 
 
 def lru_forward(interface: torch.Tensor, memory: torch.Tensor, read_w: torch.Tensor, usage: torch.Tensor,
-                least_used: torch.Tensor, usage_decay: float):
-    """MANN's access (``MANN.access``): from the (B, R·(W + 1)) interface vector and
-    (memory (B, N, W), read weights (B, R, N), usage (B, N), least-used weights (B, N)) to
-    ((memory, read weights, usage, least-used weights, reads (B, R·W)), tensors for the backward)."""
+                least_used: torch.Tensor, usage_decay: float, separate_add: bool = False, learned_strength: bool = False):
+    """MANN's access (``MANN.access`` with reads of the memory just written and one shared
+    least-used mark): from the (B, I) interface vector, I = R·(W + 1) [+ R·W add vectors if
+    ``separate_add``] [+ R key strengths if ``learned_strength``], and (memory (B, N, W), read
+    weights (B, R, N), usage (B, N), least-used weights (B, N)) to ((memory, read weights, usage,
+    least-used weights, reads (B, R·W)), tensors for the backward)."""
     b, h, n = read_w.shape
     w = memory.shape[-1]
     keys = interface[:, : h * w].tanh().view(b, h, w)  # (B, R, W)
-    gates = interface[:, h * w :].sigmoid().unsqueeze(-1)  # σ(α) (B, R, 1)
+    gates = interface[:, h * w : h * w + h].sigmoid().unsqueeze(-1)  # σ(α) (B, R, 1)
+    added = interface[:, h * w + h : 2 * h * w + h].tanh().view(b, h, w) if separate_add else keys  # (B, R, W)
+    strength_in = interface[:, -h:] if learned_strength else None  # β̂ (B, R)
     write_w = torch.lerp(least_used.unsqueeze(1), read_w, gates)  # (B, R, N), lru.lru_write_weights
     keep = lru.zero_least_used(memory.new_ones(b, n, 1), usage)  # (B, N, 1): 0 at the least used slot
-    written = torch.baddbmm(memory * keep, write_w.transpose(1, 2), keys)  # (B, N, W), addressing.add_write
+    written = torch.baddbmm(memory * keep, write_w.transpose(1, 2), added)  # (B, N, W), addressing.add_write
     key_norm, memory_norm = content_norms(keys, written)  # (B, R, 1), (B, 1, N)
     cosine = torch.bmm(keys, written.transpose(1, 2)) / (key_norm * memory_norm)  # (B, R, N)
-    new_read_w = torch.softmax(cosine, dim=-1)  # key strength 1, as MANN.access
+    strengths = torch.nn.functional.softplus(strength_in).unsqueeze(-1) if learned_strength else None  # β (B, R, 1)
+    new_read_w = torch.softmax(cosine if strengths is None else strengths * cosine, dim=-1)  # Santoro: β = 1
     reads = torch.bmm(new_read_w, written)  # (B, R, W)
     new_usage = lru.update_usage(usage, new_read_w, write_w, usage_decay)
     outputs = written, new_read_w, new_usage, lru.least_used_weights(new_usage, h), reads.view(b, h * w)
-    return outputs, (keys, gates, write_w, read_w, least_used, keep, written, key_norm, memory_norm, cosine, new_read_w)
+    strength_slope = None if strength_in is None else softplus_slope(strength_in)
+    return outputs, (keys, gates, added if separate_add else None, strengths, strength_slope, write_w, read_w,
+                     least_used, keep, written, key_norm, memory_norm, cosine, new_read_w)
 
 
-def lru_backward(keys, gates, write_w, read_w, least_used, keep, written, key_norm, memory_norm, cosine, new_read_w,
-                 grad_memory, grad_read_w, grad_usage, grad_reads, usage_decay: float):
+def lru_backward(keys, gates, added, strengths, strength_slope, write_w, read_w, least_used, keep, written, key_norm,
+                 memory_norm, cosine, new_read_w, grad_memory, grad_read_w, grad_usage, grad_reads, usage_decay: float):
     """The gradients of ``lru_forward``'s inputs (interface, memory, read weights, usage,
-    least-used weights) from those of its outputs (the least-used weights carry none)."""
+    least-used weights) from those of its outputs (the least-used weights carry none). ``added``
+    and ``strengths`` are None where the keys are written and β = 1."""
     grad_reads = grad_reads.view_as(keys)  # (B, R, W)
     spread_usage = grad_usage.unsqueeze(1)  # usage sums both weightings over heads: (B, 1, N)
     # reads = w^r M_t
     grad_new_read_w = grad_read_w + spread_usage + torch.bmm(grad_reads, written.transpose(1, 2))
     grad_written = grad_memory + torch.bmm(new_read_w.transpose(1, 2), grad_reads)
-    # w^r = softmax(K), K = k·M / (‖k‖ ‖M‖)
-    grad_cosine = softmax_backward(grad_new_read_w, new_read_w)
+    # w^r = softmax(β K), K = k·M / (‖k‖ ‖M‖), β = softplus(β̂)
+    grad_logits = softmax_backward(grad_new_read_w, new_read_w)
+    grad_cosine = grad_logits if strengths is None else strengths * grad_logits
     grad_keys, grad_through_cosine = cosine_backward(grad_cosine, keys, written, cosine, key_norm, memory_norm)
     grad_written = grad_written + grad_through_cosine
-    # M_t = M_{t−1} ∘ keep + (w^w)ᵀ k
-    grad_write_w = spread_usage + torch.bmm(keys, grad_written.transpose(1, 2))  # (B, R, N)
-    grad_keys = grad_keys + torch.bmm(write_w, grad_written)
+    # M_t = M_{t−1} ∘ keep + (w^w)ᵀ a, a = k or tanh(â)
+    written_vectors = keys if added is None else added
+    grad_write_w = spread_usage + torch.bmm(written_vectors, grad_written.transpose(1, 2))  # (B, R, N)
+    grad_added = torch.bmm(write_w, grad_written)  # (B, R, W)
+    if added is None:
+        grad_keys = grad_keys + grad_added
     # w^w = σ(α) w^r_{t−1} + (1 − σ(α)) w^lu_{t−1}
     grad_gates = (grad_write_w * (read_w - least_used.unsqueeze(1))).sum(-1, keepdim=True)  # (B, R, 1)
-    grad_interface = torch.cat([(grad_keys * (1 - keys * keys)).flatten(1),
-                                (grad_gates * gates * (1 - gates)).squeeze(-1)], dim=-1)
-    return (grad_interface, grad_written * keep, gates * grad_write_w, usage_decay * grad_usage,
+    parts = [(grad_keys * (1 - keys * keys)).flatten(1), (grad_gates * gates * (1 - gates)).squeeze(-1)]
+    if added is not None:
+        parts.append((grad_added * (1 - added * added)).flatten(1))
+    if strengths is not None:
+        parts.append((grad_logits * cosine).sum(-1) * strength_slope)  # dL/dβ̂ (B, R)
+    return (torch.cat(parts, dim=-1), grad_written * keep, gates * grad_write_w, usage_decay * grad_usage,
             ((1 - gates) * grad_write_w).sum(1))
 
 
@@ -229,12 +244,14 @@ class LSTMCellStep(torch.autograd.Function):
 
 
 class LRUAccessStep(torch.autograd.Function):
-    """``lru_forward`` and ``lru_backward`` as one autograd node:
-    (interface, memory, read_w, usage, least_used, usage_decay, compiled) -> ``lru_forward``'s outputs."""
+    """``lru_forward`` and ``lru_backward`` as one autograd node: (interface, memory, read_w, usage,
+    least_used, usage_decay, separate_add, learned_strength, compiled) -> ``lru_forward``'s outputs."""
 
     @staticmethod
-    def forward(ctx, interface, memory, read_w, usage, least_used, usage_decay: float, compiled: bool = False):
-        outputs, saved = _body(lru_forward, compiled)(interface, memory, read_w, usage, least_used, usage_decay)
+    def forward(ctx, interface, memory, read_w, usage, least_used, usage_decay: float, separate_add: bool = False,
+                learned_strength: bool = False, compiled: bool = False):
+        outputs, saved = _body(lru_forward, compiled)(interface, memory, read_w, usage, least_used, usage_decay,
+                                                      separate_add, learned_strength)
         ctx.save_for_backward(*saved)
         ctx.usage_decay, ctx.compiled = usage_decay, compiled
         ctx.mark_non_differentiable(outputs[3])
@@ -245,7 +262,7 @@ class LRUAccessStep(torch.autograd.Function):
     def backward(ctx, grad_memory, grad_read_w, grad_usage, _grad_least_used, grad_reads):
         grads = _body(lru_backward, ctx.compiled)(*ctx.saved_tensors, grad_memory, grad_read_w, grad_usage, grad_reads,
                                                    ctx.usage_decay)
-        return *grads, None, None
+        return *grads, None, None, None, None
 
 
 class NTMAccessStep(torch.autograd.Function):

@@ -123,15 +123,23 @@ class MANN(MemoryLearner):
 
     @property
     def is_paper_access(self) -> bool:
-        """Whether access is the paper's as written (the variants default): ``fast_access``'s
-        hand-derived backward covers that case only; the others run ``access`` under autograd."""
+        """Whether access is the paper's as written (the variants' defaults)."""
         return (self.add_vector, self.read_memory, self.least_used, self.key_strength) == (
             "key", "written", "shared", "none")
 
+    @property
+    def has_fused_access(self) -> bool:
+        """Whether ``fast_access`` runs the hand-derived ``LRUAccessStep``: it covers the paper's
+        access with either add vector and either key strength; reads of M_{t−1} and per-head
+        least-used slots run ``access`` under autograd."""
+        return (self.read_memory, self.least_used) == ("written", "shared")
+
     def fast_access(self, interface: torch.Tensor, memory_state: State) -> tuple[State, torch.Tensor]:
-        if not self.is_paper_access:
+        if not self.has_fused_access:
             return super().fast_access(interface, memory_state)
-        *memory_state, reads = LRUAccessStep.apply(interface, *memory_state, self.usage_decay, self.compiled_steps)
+        *memory_state, reads = LRUAccessStep.apply(interface, *memory_state, self.usage_decay,
+                                                   self.add_vector == "separate", self.key_strength == "learned",
+                                                   self.compiled_steps)
         return tuple(memory_state), reads
 
 
