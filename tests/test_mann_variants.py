@@ -62,15 +62,17 @@ def test_the_default_is_the_paper_access_and_variants_leave_the_other_weights_al
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(map(str, v.values())))
 def test_the_hand_derived_access_covers_the_add_vector_and_the_key_strength(variant):
-    """``fast_access`` takes ``LRUAccessStep`` (one autograd node a step) for the add vector and the
-    key strength, and the autograd path only for M_{t−1} reads and per-head least-used slots
-    (``test_each_variant_runs_the_step_loops_function`` checks either against the step loop)."""
+    """``run`` takes the fused time loop (one autograd node, ``fused_run``) for the add vector and
+    the key strength, and records ``access`` step by step only for M_{t−1} reads and per-head
+    least-used slots (``test_each_variant_runs_the_step_loops_function`` checks either against the
+    step loop)."""
     learner = MANN(TASK, **TINY, **variant).double()
-    state = learner.initial_state(2, torch.zeros(1, dtype=torch.float64))
-    interface = torch.randn(2, learner.interface.out_features, dtype=torch.float64, requires_grad=True)
-    _, reads = learner.fast_access(interface, tuple(state[2:6]))
-    fused = reads.grad_fn is not None and "LRUAccessStep" in type(reads.grad_fn).__name__
-    assert fused == (variant.get("read_memory") != "previous" and variant.get("least_used") != "per-head")
+    fused = variant.get("read_memory") != "previous" and variant.get("least_used") != "per-head"
+    assert (learner.fused_access() is not None) == fused
+    features = torch.randn(2, 3, learner.encoder.output_size, dtype=torch.float64)
+    codes = torch.zeros(2, 3, TASK.code_size, dtype=torch.float64)
+    _, (_, _, memory, *_) = learner.run(features, codes, learner.initial_state(2, features))
+    assert ("FusedRun" in type(memory.grad_fn).__name__) == fused
 
 
 def _one_access(learner: MANN, memory: torch.Tensor, interface: torch.Tensor):

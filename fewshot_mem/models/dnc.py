@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from ..memory import addressing, dnc as dnc_memory
-from .fused_dnc import DNCAccessStep, interface_parameters
+from .fused_dnc import dnc_backward, dnc_forward, interface_parameters
+from .fused_run import FusedAccess
 from .learner import State, TaskSpec
 from .memory_learner import MEMORY_INIT, MemoryLearner
 
@@ -83,7 +84,6 @@ class DNC(MemoryLearner):
         reads = addressing.read(memory, read_w).flatten(1)  # (B, R·W)
         return (memory, read_w, write_w, usage, precedence, link), reads
 
-    def fast_access(self, interface: torch.Tensor, memory_state: State) -> tuple[State, torch.Tensor]:
-        """``access`` with a hand-derived backward (``fused_dnc``): one autograd node a step."""
-        *memory_state, reads = DNCAccessStep.apply(interface, self.interface_sizes, *memory_state, self.compiled_steps)
-        return tuple(memory_state), reads
+    def fused_access(self) -> FusedAccess:
+        """``access`` with a hand-derived backward (``fused_dnc.dnc_forward``, ``dnc_backward``)."""
+        return FusedAccess.of(dnc_forward, dnc_backward, self.compiled_steps, before=(self.interface_sizes,))

@@ -161,22 +161,3 @@ def dnc_backward(*saved_and_grads):
         softmax_backward(grad_modes, read_modes).flatten(1)], dim=-1)
     return (grad_interface, grad_previous_memory + grad_through_cosine, grad_previous_read_w + grad_through_retention,
             grad_previous_write_w, grad_previous_usage, grad_previous_precedence, grad_previous_link)
-
-
-class DNCAccessStep(torch.autograd.Function):
-    """``dnc_forward`` and ``dnc_backward`` as one autograd node: (interface, sizes, memory, read
-    weights, write weights, usage, precedence, links, compiled) -> ``dnc_forward``'s outputs."""
-
-    @staticmethod
-    def forward(ctx, interface, sizes, memory, read_w, write_w, usage, precedence, link, compiled: bool = False):
-        outputs, saved = _body(dnc_forward, compiled)(interface, sizes, memory, read_w, write_w, usage, precedence,
-                                                      link)
-        ctx.save_for_backward(*saved)
-        ctx.compiled = compiled
-        return outputs
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, *grads):
-        interface, *state = _body(dnc_backward, ctx.compiled)(*ctx.saved_tensors, *grads)
-        return interface, None, *state, None

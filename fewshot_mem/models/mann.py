@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..memory import addressing, lru
-from .fused_steps import LRUAccessStep
+from .fused_run import FusedAccess
+from .fused_steps import lru_backward, lru_forward
 from .learner import State, TaskSpec
 from .memory_learner import MEMORY_INIT, MemoryLearner
 
@@ -127,20 +128,15 @@ class MANN(MemoryLearner):
         return (self.add_vector, self.read_memory, self.least_used, self.key_strength) == (
             "key", "written", "shared", "none")
 
-    @property
-    def has_fused_access(self) -> bool:
-        """Whether ``fast_access`` runs the hand-derived ``LRUAccessStep``: it covers the paper's
-        access with either add vector and either key strength; reads of M_{t−1} and per-head
-        least-used slots run ``access`` under autograd."""
-        return (self.read_memory, self.least_used) == ("written", "shared")
-
-    def fast_access(self, interface: torch.Tensor, memory_state: State) -> tuple[State, torch.Tensor]:
-        if not self.has_fused_access:
-            return super().fast_access(interface, memory_state)
-        *memory_state, reads = LRUAccessStep.apply(interface, *memory_state, self.usage_decay,
-                                                   self.add_vector == "separate", self.key_strength == "learned",
-                                                   self.compiled_steps)
-        return tuple(memory_state), reads
+    def fused_access(self) -> FusedAccess | None:
+        """The hand-derived access (``fused_steps.lru_forward``, ``lru_backward``): the paper's, with
+        either add vector and either key strength; reads of M_{t−1} and per-head least-used slots
+        run ``access`` under autograd (None)."""
+        if (self.read_memory, self.least_used) != ("written", "shared"):
+            return None
+        return FusedAccess.of(lru_forward, lru_backward, self.compiled_steps,
+                              after=(self.usage_decay, self.add_vector == "separate", self.key_strength == "learned"),
+                              backward_after=(self.usage_decay,), constant=(3,))  # the least-used marks
 
 
 class MANNWithAddVector(MANN):

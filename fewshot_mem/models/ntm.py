@@ -11,7 +11,8 @@ from torch import nn
 
 from ..memory import addressing
 from ..recipes import Recipe
-from .fused_steps import NTMAccessStep, ntm_interface_parameters
+from .fused_run import FusedAccess
+from .fused_steps import ntm_backward, ntm_forward, ntm_interface_parameters
 from .learner import State, TaskSpec
 from .memory_learner import MEMORY_INIT, MemoryLearner
 
@@ -94,7 +95,6 @@ class NTM(MemoryLearner):
         memory = addressing.erase_and_add(memory, write_w, erase[:, None], add[:, None])
         return (memory, weights), reads
 
-    def fast_access(self, interface: torch.Tensor, memory_state: State) -> tuple[State, torch.Tensor]:
-        """``access`` with a hand-derived backward (``fused_steps.ntm_backward``): one autograd node."""
-        memory, weights, reads = NTMAccessStep.apply(interface, *memory_state, self.compiled_steps)
-        return (memory, weights), reads
+    def fused_access(self) -> FusedAccess:
+        """``access`` with a hand-derived backward (``fused_steps.ntm_forward``, ``ntm_backward``)."""
+        return FusedAccess.of(ntm_forward, ntm_backward, self.compiled_steps)

@@ -1,0 +1,171 @@
+"""A memory model's whole time loop as one autograd node, with the backward through time written
+out (``MemoryLearner.run`` takes it where the model's access has a hand-derived backward).
+
+Recorded step by step, a 50-step sequence is hundreds of autograd nodes (the controller's product
+and cell, the interface product, the access step, the concatenations, the gradient sums where a
+state feeds two places), and at Santoro's size (16 episodes, 128 x 40 memory) running them costs
+more than their arithmetic. Here the forward runs the same operations in the same order (so the
+outputs are the step loop's), keeping each step's saved tensors, and the backward walks the steps
+in reverse calling each piece's hand-derived backward (``fused_steps``, ``fused_dnc``); the weights'
+gradients are one product over all steps each. ``fast_path_check`` compares outputs, final state
+and every gradient with the step loop in float64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .fused_steps import _body, lstm_backward, lstm_forward
+
+State = tuple[torch.Tensor, ...]
+
+
+@dataclass(frozen=True)
+class FusedAccess:
+    """A model's access step as two plain functions of tensors.
+
+    forward: (interface (B, I), memory state) -> (next memory state, reads (B, R·W), saved tensors).
+    backward: (saved tensors, gradient of the next memory state, gradient of the reads) ->
+        (gradient of the interface, gradient of the previous memory state).
+    constant: positions in the memory state that carry no gradient (MANN's least-used marks).
+    """
+
+    forward: Callable[[torch.Tensor, State], tuple[State, torch.Tensor, tuple]]
+    backward: Callable[[tuple, State, torch.Tensor], tuple[torch.Tensor, State]]
+    constant: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, forward_body: Callable, backward_body: Callable, compiled: bool, before: tuple = (),
+           after: tuple = (), backward_after: tuple = (), constant: tuple[int, ...] = ()) -> "FusedAccess":
+        """From a model's forward and backward bodies (``fused_steps``, ``fused_dnc``): the forward
+        is called as ``forward_body(interface, *before, *state, *after)`` and returns ((*next
+        state, reads), saved); the backward as ``backward_body(*saved, *gradients of the next
+        state but its constant entries, gradient of the reads, *backward_after)`` and returns (dL/d
+        interface, *dL/d previous state). Compiled (``compiled``) once per body and process."""
+        forward_body, backward_body = _body(forward_body, compiled), _body(backward_body, compiled)
+
+        def forward(interface: torch.Tensor, state: State):
+            (*next_state, reads), saved = forward_body(interface, *before, *state, *after)
+            return tuple(next_state), reads, saved
+
+        def backward(saved: tuple, grad_state: State, grad_reads: torch.Tensor):
+            grads = [g for i, g in enumerate(grad_state) if i not in constant]
+            grad_interface, *grad_previous = backward_body(*saved, *grads, grad_reads, *backward_after)
+            return grad_interface, tuple(grad_previous)
+
+        return cls(forward, backward, constant)
+
+
+@dataclass(frozen=True)
+class _Loop:
+    """What the forward needs besides tensors: the access, the controller kind and compilation."""
+
+    access: FusedAccess
+    lstm: bool
+    compiled: bool
+
+
+def _controller_forward(loop: _Loop, pre: torch.Tensor, cell: torch.Tensor):
+    """(B, G) pre-activations, (B, C) cell -> ((hidden, cell), saved): an LSTM cell or a ReLU layer."""
+    if loop.lstm:
+        return _body(lstm_forward, loop.compiled)(pre, cell)
+    hidden = torch.relu(pre)
+    return (hidden, cell), (hidden,)
+
+
+def _controller_backward(loop: _Loop, saved: tuple, grad_hidden: torch.Tensor, grad_cell: torch.Tensor):
+    """-> (dL/d pre-activations, dL/d previous cell)."""
+    if loop.lstm:
+        return _body(lstm_backward, loop.compiled)(*saved, grad_hidden, grad_cell)
+    return grad_hidden * (saved[0] > 0), grad_cell
+
+
+def forward_loop(loop: _Loop, controller_base: torch.Tensor, interface_base: torch.Tensor,
+                 recurrent_weight: torch.Tensor, interface_weight: torch.Tensor, hidden: torch.Tensor,
+                 cell: torch.Tensor, reads: torch.Tensor, state: State, keep: bool):
+    """The time loop, as ``MemoryLearner.run``'s step loop computes it: pre_t = base_t + [r_{t−1},
+    h_{t−1}] W_rᵀ (an LSTM; a feedforward layer reads r_{t−1} only), the controller, the interface
+    base_t + h_t W_iᵀ, the access. Returns ((hiddens (T, B, C), reads (T, B, R·W), last hidden, cell,
+    reads, memory state), per-step saved tensors if ``keep``)."""
+    hiddens, read_log, steps = [], [], []
+    for controller_in, interface_in in zip(controller_base.unbind(0), interface_base.unbind(0)):
+        recurrent_in = torch.cat([reads, hidden], dim=-1) if loop.lstm else reads  # (B, R·W [+ C])
+        (hidden, cell), controller_saved = _controller_forward(
+            loop, torch.addmm(controller_in, recurrent_in, recurrent_weight.t()), cell)
+        state, reads, access_saved = loop.access.forward(torch.addmm(interface_in, hidden, interface_weight.t()),
+                                                         state)
+        hiddens.append(hidden)
+        read_log.append(reads)
+        if keep:
+            steps.append((recurrent_in, controller_saved, access_saved))
+    return (torch.stack(hiddens), torch.stack(read_log), hidden, cell, reads, *state), steps
+
+
+class FusedRun(torch.autograd.Function):
+    """``forward_loop`` as one autograd node: (loop, controller_base (T, B, G), interface_base
+    (T, B, I), recurrent weight (G, K), interface weight (I, C), hidden, cell, reads, *memory state)
+    -> (hiddens, reads of every step, last hidden, cell, reads, *memory state)."""
+
+    @staticmethod
+    def forward(ctx, loop: _Loop, controller_base, interface_base, recurrent_weight, interface_weight, hidden, cell,
+                reads, *state):
+        outputs, steps = forward_loop(loop, controller_base, interface_base, recurrent_weight, interface_weight,
+                                      hidden, cell, reads, state, keep=True)
+        ctx.loop, ctx.layout = loop, [(len(c), len(a)) for _, c, a in steps]
+        ctx.save_for_backward(recurrent_weight, interface_weight, outputs[0],
+                              *(t for r, c, a in steps for t in (r, *c, *a)))
+        ctx.mark_non_differentiable(*(outputs[5 + i] for i in loop.access.constant))
+        if not loop.lstm:
+            outputs = (*outputs[:3], outputs[3].clone(), *outputs[4:])  # the unchanged cell, as a new tensor
+        return outputs
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_hiddens, grad_read_log, grad_hidden, grad_cell, grad_reads, *grad_state):
+        loop = ctx.loop
+        recurrent_weight, interface_weight, hiddens, *flat = ctx.saved_tensors
+        read_size = grad_reads.shape[-1]
+        grad_pre, grad_interface, recurrent_ins = [], [], []
+        position = len(flat)
+        for t in reversed(range(len(ctx.layout))):
+            controller_size, access_size = ctx.layout[t]
+            position -= 1 + controller_size + access_size
+            recurrent_in = flat[position]
+            controller_saved = flat[position + 1 : position + 1 + controller_size]
+            access_saved = flat[position + 1 + controller_size : position + 1 + controller_size + access_size]
+            interface_grad, grad_state = loop.access.backward(tuple(access_saved), grad_state,
+                                                             grad_reads + grad_read_log[t])
+            grad_hidden = grad_hidden + grad_hiddens[t] + interface_grad @ interface_weight
+            pre_grad, grad_cell = _controller_backward(loop, tuple(controller_saved), grad_hidden, grad_cell)
+            grad_recurrent_in = pre_grad @ recurrent_weight
+            grad_reads = grad_recurrent_in[:, :read_size]
+            grad_hidden = grad_recurrent_in[:, read_size:] if loop.lstm else torch.zeros_like(grad_hidden)
+            grad_pre.append(pre_grad)
+            grad_interface.append(interface_grad)
+            recurrent_ins.append(recurrent_in)
+        grad_controller_base = torch.stack(grad_pre[::-1])  # (T, B, G)
+        grad_interface_base = torch.stack(grad_interface[::-1])  # (T, B, I)
+        grad_recurrent_weight = grad_interface_weight = None
+        if ctx.needs_input_grad[3]:  # one (G, T·B) x (T·B, K) product instead of T small ones
+            grad_recurrent_weight = grad_controller_base.flatten(0, 1).t() @ torch.stack(recurrent_ins[::-1]).flatten(0, 1)
+        if ctx.needs_input_grad[4]:
+            grad_interface_weight = grad_interface_base.flatten(0, 1).t() @ hiddens.flatten(0, 1)
+        return (None, grad_controller_base, grad_interface_base, grad_recurrent_weight, grad_interface_weight,
+                grad_hidden, grad_cell, grad_reads, *grad_state)
+
+
+def fused_run(access: FusedAccess, lstm: bool, compiled: bool, controller_base: torch.Tensor,
+              interface_base: torch.Tensor, recurrent_weight: torch.Tensor, interface_weight: torch.Tensor,
+              hidden: torch.Tensor, cell: torch.Tensor, reads: torch.Tensor, state: State):
+    """The time loop (``forward_loop``), as one autograd node while gradients are recorded and as
+    a plain loop that keeps nothing otherwise."""
+    loop = _Loop(access, lstm, compiled)
+    if torch.is_grad_enabled():
+        return FusedRun.apply(loop, controller_base, interface_base, recurrent_weight, interface_weight, hidden,
+                              cell, reads, *state)
+    outputs, _ = forward_loop(loop, controller_base, interface_base, recurrent_weight, interface_weight, hidden,
+                              cell, reads, state, keep=False)
+    return outputs
