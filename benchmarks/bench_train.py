@@ -21,7 +21,11 @@ with 4 read heads for every memory model), one run:
 
     python benchmarks/bench_train.py [--models mann,ntm,dnc,lstm] [--repeats 7] [--steps 2]
         [--batch-size 16] [--threads 2] [--compile] [--compile-scope fused|step|loss] [--data-root DIR]
-        [--random-images] [--breakdown]
+        [--random-images] [--breakdown] [--before REV]
+
+With ``--before REV`` the library model as of git revision REV (``revision.py``) is timed in the
+same alternation, with the same weights, and its logits compared with the checkout's: a change's
+speed-up measured side by side in one run.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from torch.utils.flop_counter import FlopCounterMode
 # This checkout first (not an installed copy), and this folder for reference_models.
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
 from reference_models import reference_for  # noqa: E402
+from revision import counterpart, import_revision  # noqa: E402
 
 from fewshot_mem.cuda_graphs import TrainingStep  # noqa: E402
 from fewshot_mem.data.episodes import LabelOffsetSampler, SequenceBatch, encode_labels  # noqa: E402
@@ -49,6 +54,7 @@ from fewshot_mem.models.learner import SequenceLearner, TaskSpec, classification
 from fewshot_mem.models.registry import create  # noqa: E402
 
 MODELS = ("mann", "ntm", "dnc", "lstm")
+NAMES = {"MANN": "mann", "NTM": "ntm", "DNC": "dnc", "LSTMLearner": "lstm"}  # class -> registered name
 WAYS, INSTANCES, IMAGE_SIZE = 5, 10, 20
 SANTORO_MEMORY = dict(controller_size=200, memory_slots=128, memory_width=40, read_heads=4)
 HYPERPARAMETERS = {"mann": SANTORO_MEMORY, "ntm": SANTORO_MEMORY, "dnc": SANTORO_MEMORY,
@@ -189,6 +195,27 @@ def breakdown(model, batch: SequenceBatch, repeats: int = 3) -> str:
             f"{(total - products) / max(others, 1):.1f} us each (CPU time)")
 
 
+def before_step(library, package: str, compiled: bool = False) -> tuple[Callable, str]:
+    """A training step of ``library``'s model as in ``package`` (another revision), with the same
+    weights (``compiled``: its per-step pieces compiled), and whether the two compute the same
+    logits (bit for bit, float32)."""
+    task_spec = counterpart(TaskSpec, package)(WAYS, "one-hot", (1, IMAGE_SIZE, IMAGE_SIZE))
+    model = counterpart(library, package)(task_spec, **HYPERPARAMETERS[NAMES[type(library).__name__]])
+    model.load_state_dict(library.state_dict())
+    if compiled:
+        model.compile_steps()
+    batch_type = counterpart(SequenceBatch, package)
+
+    def loss(batch: SequenceBatch) -> torch.Tensor:
+        return model.loss(batch_type(**vars(batch)))
+
+    probe = random_batches(1, 2)[0]
+    with torch.no_grad():
+        got, expected = model.logits(batch_type(**vars(probe)).inputs()), library.logits(probe.inputs())
+    same = "bit-identical" if torch.equal(got, expected) else f"max |difference| {float((got - expected).abs().max()):.1e}"
+    return training_step(model, loss), same
+
+
 def interleaved_rates(steps: dict[str, Callable], batches: list[SequenceBatch], repeats: int,
                       steps_per_repeat: int, peaks: list[tuple[float, float]]) -> dict[str, tuple[float, float]]:
     """Median episodes per second of each training step function, run in alternating order:
@@ -264,12 +291,15 @@ def main() -> int:
     parser.add_argument("--random-images", action="store_true", help="random uint8 images instead of Omniglot")
     parser.add_argument("--breakdown", action="store_true", help="also time forward, backward and optimizer of one "
                         "library step, and profile it (matrix products against the other operations)")
+    parser.add_argument("--before", metavar="REV", help="also time the library model as of git revision REV, "
+                        "side by side (e.g. HEAD~1: what the working tree's change gains)")
     args = parser.parse_args()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(models) - set(MODELS))
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
     torch.set_num_threads(args.threads)
+    before = import_revision(args.before) if args.before else None
 
     batches, source = training_batches(args)
     print(f"training steps at batch {args.batch_size} x {WAYS * INSTANCES} steps, {IMAGE_SIZE}x{IMAGE_SIZE} images "
@@ -301,6 +331,12 @@ def main() -> int:
             except Exception as error:  # noqa: BLE001 - any compiler failure falls back to eager
                 compile_note = f"torch.compile failed ({type(error).__name__}: {str(error).splitlines()[0][:120]})"
             print(f"[{name}] {compile_note}")
+        if before:
+            steps["before"], same = before_step(library, before)
+            print(f"[{name}] {args.before} ({before}): logits against the checkout's, float32: {same}")
+            if "compiled" in steps and args.compile_scope == "fused" and hasattr(library, "compile_steps"):
+                steps["before compiled"], _ = before_step(library, before, compiled=True)
+                steps["before compiled"](batches[0])  # compiles
         for _ in range(args.warmup):
             for step in steps.values():
                 step(batches[0])
@@ -317,6 +353,12 @@ def main() -> int:
           f"matrix product, {args.threads} threads, the best of {len(peaks)} samples taken between the repetitions "
           "of this run)")
     print_table(rows, args, peak)
+    if before:
+        for mine, theirs in (("library", "before"), ("compiled", "before compiled")):
+            pairs = [(name, rates[theirs][1], rates[mine][1]) for name, rates, _ in rows if theirs in rates]
+            if pairs:
+                print(f"\n{mine} against {args.before}, episodes per CPU-second: " + "; ".join(
+                    f"{name} {old:,.1f} -> {new:,.1f} ({new / old:.2f}x)" for name, old, new in pairs))
     if failures:
         print(f"\nMISMATCH: the reference does not compute the library function for {', '.join(failures)}")
         return 1

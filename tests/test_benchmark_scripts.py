@@ -4,6 +4,7 @@ that moved or went away would otherwise only show when someone needs its figures
 from __future__ import annotations
 
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -94,3 +95,27 @@ def test_plot_runs_prints_each_runs_validation_at_the_same_steps_and_draws_them(
     assert rows[1:3] == [["1,000", "25.0", "50.0"], ["2,000", "–", "62.5"]]
     assert plot.is_file() and plot.stat().st_size > 0
     assert main([f"third={tmp_path}", "--out", str(plot)]) == 2
+
+
+def test_a_revision_imports_beside_the_checkout_and_computes_the_same_function(monkeypatch):
+    """benchmarks/revision.py: HEAD's package, unpacked under its own name, is a separate package
+    (its classes are not the checkout's), and bench_train's --before step built from it with the
+    checkout's weights gives the checkout's logits bit for bit (HEAD has the same models)."""
+    import torch
+
+    from fewshot_mem.models.mann import MANN
+    from fewshot_mem.models.registry import create
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from bench_train import HYPERPARAMETERS, IMAGE_SIZE, WAYS, TaskSpec, before_step
+    from revision import counterpart, import_revision
+
+    package = import_revision("HEAD")
+    assert package.startswith("fewshot_mem_") and package in sys.modules
+    theirs = counterpart(MANN, package)
+    assert theirs.__name__ == "MANN" and theirs is not MANN and theirs.__module__ == f"{package}.models.mann"
+    torch.manual_seed(0)
+    library = create("mann", TaskSpec(WAYS, "one-hot", (1, IMAGE_SIZE, IMAGE_SIZE)), **HYPERPARAMETERS["mann"])
+    _, same = before_step(library, package)
+    unchanged = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "fewshot_mem"], cwd=BENCHMARKS.parent).returncode
+    assert same == "bit-identical" or unchanged != 0  # a working tree's change to the package may change the bits
