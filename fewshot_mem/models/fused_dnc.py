@@ -1,5 +1,6 @@
-"""The DNC's access step (``DNC.access``) with a hand-derived backward: one autograd node a time
-step instead of about a hundred recorded operations, as ``fused_steps`` does for MANN and the NTM.
+"""The DNC's access step (``DNC.access``) as a forward and a backward body with the backward
+derived by hand, as ``fused_steps`` has MANN's and the NTM's; ``fused_run`` runs them over a whole
+sequence as one autograd node, instead of about a hundred recorded operations a time step.
 
 The forward is ``DNC.access``'s operations in its order (the functions of ``memory.dnc`` and
 ``memory.addressing``), so its outputs are the same bit for bit; the backward is the chain rule

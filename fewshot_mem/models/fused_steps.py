@@ -1,6 +1,8 @@
-"""Per-time-step pieces of the fast ``run`` with hand-derived backward passes: each call is one
-autograd node instead of tens. At Santoro's size a step's tensors are tiny (16 x 128 x 40), so
-recording and replaying the graph of tens of small operations costs more than their arithmetic.
+"""The per-time-step pieces of the memory models' fast ``run``, each as a forward and a backward
+body with the backward derived by hand: the LSTM cell, MANN's LRU access and the NTM's access
+(``fused_dnc`` has the DNC's). ``fused_run`` runs a whole sequence of them as one autograd node; at
+Santoro's size a step's tensors are tiny (16 x 128 x 40), so recording and replaying the graph of
+tens of small operations a step would cost more than their arithmetic.
 
 The forward passes compute what the definitions compute (``nn.LSTMCell`` after its products;
 ``memory.lru`` and ``memory.addressing`` for MANN's and the NTM's access; ``fused_dnc`` does the

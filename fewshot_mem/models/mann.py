@@ -122,12 +122,6 @@ class MANN(MemoryLearner):
         mark = lru.least_used_per_head if self.least_used == "per-head" else lru.least_used_weights
         return (memory, read_w, usage, mark(usage, h)), reads
 
-    @property
-    def is_paper_access(self) -> bool:
-        """Whether access is the paper's as written (the variants' defaults)."""
-        return (self.add_vector, self.read_memory, self.least_used, self.key_strength) == (
-            "key", "written", "shared", "none")
-
     def fused_access(self) -> FusedAccess | None:
         """The hand-derived access (``fused_steps.lru_forward``, ``lru_backward``): the paper's, with
         either add vector and either key strength; reads of M_{t−1} and per-head least-used slots
