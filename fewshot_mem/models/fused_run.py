@@ -127,34 +127,37 @@ class FusedRun(torch.autograd.Function):
     def backward(ctx, grad_hiddens, grad_read_log, grad_hidden, grad_cell, grad_reads, *grad_state):
         loop = ctx.loop
         recurrent_weight, interface_weight, hiddens, *flat = ctx.saved_tensors
+        steps = _unflatten(flat, ctx.layout)
         read_size = grad_reads.shape[-1]
-        grad_pre, grad_interface, recurrent_ins = [], [], []
-        position = len(flat)
-        for t in reversed(range(len(ctx.layout))):
-            controller_size, access_size = ctx.layout[t]
-            position -= 1 + controller_size + access_size
-            recurrent_in = flat[position]
-            controller_saved = flat[position + 1 : position + 1 + controller_size]
-            access_saved = flat[position + 1 + controller_size : position + 1 + controller_size + access_size]
-            interface_grad, grad_state = loop.access.backward(tuple(access_saved), grad_state,
-                                                             grad_reads + grad_read_log[t])
-            grad_hidden = grad_hidden + grad_hiddens[t] + interface_grad @ interface_weight
-            pre_grad, grad_cell = _controller_backward(loop, tuple(controller_saved), grad_hidden, grad_cell)
-            grad_recurrent_in = pre_grad @ recurrent_weight
+        grad_pre, grad_interface = [None] * len(steps), [None] * len(steps)
+        for t in reversed(range(len(steps))):
+            _, controller_saved, access_saved = steps[t]
+            grad_interface[t], grad_state = loop.access.backward(access_saved, grad_state, grad_reads + grad_read_log[t])
+            grad_hidden = grad_hidden + grad_hiddens[t] + grad_interface[t] @ interface_weight
+            grad_pre[t], grad_cell = _controller_backward(loop, controller_saved, grad_hidden, grad_cell)
+            grad_recurrent_in = grad_pre[t] @ recurrent_weight  # dL/d[r_{t−1}, h_{t−1}]
             grad_reads = grad_recurrent_in[:, :read_size]
             grad_hidden = grad_recurrent_in[:, read_size:] if loop.lstm else torch.zeros_like(grad_hidden)
-            grad_pre.append(pre_grad)
-            grad_interface.append(interface_grad)
-            recurrent_ins.append(recurrent_in)
-        grad_controller_base = torch.stack(grad_pre[::-1])  # (T, B, G)
-        grad_interface_base = torch.stack(grad_interface[::-1])  # (T, B, I)
+        grad_controller_base, grad_interface_base = torch.stack(grad_pre), torch.stack(grad_interface)  # (T, B, ·)
         grad_recurrent_weight = grad_interface_weight = None
         if ctx.needs_input_grad[3]:  # one (G, T·B) x (T·B, K) product instead of T small ones
-            grad_recurrent_weight = grad_controller_base.flatten(0, 1).t() @ torch.stack(recurrent_ins[::-1]).flatten(0, 1)
+            recurrent_ins = torch.stack([recurrent_in for recurrent_in, _, _ in steps])
+            grad_recurrent_weight = grad_controller_base.flatten(0, 1).t() @ recurrent_ins.flatten(0, 1)
         if ctx.needs_input_grad[4]:
             grad_interface_weight = grad_interface_base.flatten(0, 1).t() @ hiddens.flatten(0, 1)
         return (None, grad_controller_base, grad_interface_base, grad_recurrent_weight, grad_interface_weight,
                 grad_hidden, grad_cell, grad_reads, *grad_state)
+
+
+def _unflatten(flat: list, layout: list[tuple[int, int]]) -> list[tuple]:
+    """``FusedRun.forward``'s saved tensors, one flat list, back into (recurrent input, controller
+    saved, access saved) per step; ``layout`` holds each step's two saved counts."""
+    steps, position = [], 0
+    for controller_size, access_size in layout:
+        middle, end = position + 1 + controller_size, position + 1 + controller_size + access_size
+        steps.append((flat[position], tuple(flat[position + 1 : middle]), tuple(flat[middle:end])))
+        position = end
+    return steps
 
 
 def fused_run(access: FusedAccess, lstm: bool, compiled: bool, controller_base: torch.Tensor,
