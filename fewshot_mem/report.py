@@ -138,7 +138,7 @@ def plot_learning_curves(curves: dict[str, list[tuple[int, float]]], ylabel: str
     if not curves:
         return None
     plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(7.2, 4.2), dpi=120)
+    figure, axes = plt.subplots(figsize=(7.2, 4.2 + 0.17 * len(curves)), dpi=120)  # room for the legend below
     for label, points in curves.items():
         episodes, accuracy = zip(*points)
         axes.plot(episodes, [100 * a for a in accuracy], marker="." if len(points) > 1 else "o", label=label)
@@ -148,7 +148,8 @@ def plot_learning_curves(curves: dict[str, list[tuple[int, float]]], ylabel: str
     axes.set_ylim(0, 100)
     axes.grid(alpha=0.3, which="both")
     axes.set_title(title, fontsize=9)
-    axes.legend(fontsize=7, loc="upper left")  # curves rise to the right: the upper left stays clear
+    # Below the axes, where it covers no curve whatever their shape.
+    axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     path = _save(figure, path)
     plt.close(figure)
     return path
