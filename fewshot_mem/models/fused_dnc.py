@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..memory import addressing, dnc as dnc_memory
-from .fused_steps import _body, content_norms, cosine_backward, softmax_backward, softplus_slope
+from .fused_steps import content_norms, cosine_backward, softmax_backward, softplus_slope
 
 
 def interface_parameters(interface: torch.Tensor, sizes: tuple[int, ...], read_heads: int, width: int):
