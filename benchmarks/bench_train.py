@@ -54,7 +54,6 @@ from fewshot_mem.models.learner import SequenceLearner, TaskSpec, classification
 from fewshot_mem.models.registry import create  # noqa: E402
 
 MODELS = ("mann", "ntm", "dnc", "lstm")
-NAMES = {"MANN": "mann", "NTM": "ntm", "DNC": "dnc", "LSTMLearner": "lstm"}  # class -> registered name
 WAYS, INSTANCES, IMAGE_SIZE = 5, 10, 20
 SANTORO_MEMORY = dict(controller_size=200, memory_slots=128, memory_width=40, read_heads=4)
 HYPERPARAMETERS = {"mann": SANTORO_MEMORY, "ntm": SANTORO_MEMORY, "dnc": SANTORO_MEMORY,
@@ -195,12 +194,12 @@ def breakdown(model, batch: SequenceBatch, repeats: int = 3) -> str:
             f"{(total - products) / max(others, 1):.1f} us each (CPU time)")
 
 
-def before_step(library, package: str, compiled: bool = False) -> tuple[Callable, str]:
-    """A training step of ``library``'s model as in ``package`` (another revision), with the same
-    weights (``compiled``: its per-step pieces compiled), and whether the two compute the same
-    logits (bit for bit, float32)."""
+def before_step(library, name: str, package: str, compiled: bool = False) -> tuple[Callable, str]:
+    """A training step of ``library``'s model (registered as ``name``) as in ``package`` (another
+    revision), with the same weights (``compiled``: its per-step pieces compiled), and whether the
+    two compute the same logits (bit for bit, float32)."""
     task_spec = counterpart(TaskSpec, package)(WAYS, "one-hot", (1, IMAGE_SIZE, IMAGE_SIZE))
-    model = counterpart(library, package)(task_spec, **HYPERPARAMETERS[NAMES[type(library).__name__]])
+    model = counterpart(library, package)(task_spec, **HYPERPARAMETERS[name])
     model.load_state_dict(library.state_dict())
     if compiled:
         model.compile_steps()
@@ -332,10 +331,10 @@ def main() -> int:
                 compile_note = f"torch.compile failed ({type(error).__name__}: {str(error).splitlines()[0][:120]})"
             print(f"[{name}] {compile_note}")
         if before:
-            steps["before"], same = before_step(library, before)
+            steps["before"], same = before_step(library, name, before)
             print(f"[{name}] {args.before} ({before}): logits against the checkout's, float32: {same}")
             if "compiled" in steps and args.compile_scope == "fused" and hasattr(library, "compile_steps"):
-                steps["before compiled"], _ = before_step(library, before, compiled=True)
+                steps["before compiled"], _ = before_step(library, name, before, compiled=True)
                 steps["before compiled"](batches[0])  # compiles
         for _ in range(args.warmup):
             for step in steps.values():

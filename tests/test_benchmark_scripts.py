@@ -116,6 +116,6 @@ def test_a_revision_imports_beside_the_checkout_and_computes_the_same_function(m
     assert theirs.__name__ == "MANN" and theirs is not MANN and theirs.__module__ == f"{package}.models.mann"
     torch.manual_seed(0)
     library = create("mann", TaskSpec(WAYS, "one-hot", (1, IMAGE_SIZE, IMAGE_SIZE)), **HYPERPARAMETERS["mann"])
-    _, same = before_step(library, package)
+    _, same = before_step(library, "mann", package)
     unchanged = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "fewshot_mem"], cwd=BENCHMARKS.parent).returncode
     assert same == "bit-identical" or unchanged != 0  # a working tree's change to the package may change the bits
