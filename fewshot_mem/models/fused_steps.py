@@ -45,6 +45,19 @@ def lstm_backward(activated: torch.Tensor, cell: torch.Tensor, squashed: torch.T
                       grad_hidden * squashed * o * (1 - o)], dim=-1), grad_cell * f
 
 
+def batched_product(a: torch.Tensor, b: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
+    """[add +] a @ b for a (B, X, K) and b (B, K, Y): a BLAS batched product where it runs eagerly,
+    and in a compiled body the broadcast product summed over K, which inductor turns into a loop
+    fused with the element-wise work around it. At Santoro's size these products are tiny (16
+    episodes of 4 x 40 x 128), and the BLAS call costs more than its arithmetic: compiled, MANN's
+    training step took about 9% less time this way (README Speed). Eager results stay bit for bit
+    what they were, so evaluation, which runs eagerly, is unchanged."""
+    if torch.compiler.is_compiling():
+        product = (a.unsqueeze(-1) * b.unsqueeze(1)).sum(2)  # (B, X, K, Y) summed over K, never stored
+        return product if add is None else add + product
+    return torch.bmm(a, b) if add is None else torch.baddbmm(add, a, b)
+
+
 def softmax_backward(grad: torch.Tensor, probabilities: torch.Tensor) -> torch.Tensor:
     """dL/dz of p = softmax(z) over the last dimension: p ∘ (dL/dp − Σ p ∘ dL/dp)."""
     return probabilities * (grad - (grad * probabilities).sum(-1, keepdim=True))
@@ -56,8 +69,8 @@ def cosine_backward(grad_cosine: torch.Tensor, keys: torch.Tensor, memory: torch
     (``addressing.cosine_similarity``, (B, H, N)); key_norm (B, H, 1), memory_norm (B, 1, N)."""
     grad_dots = grad_cosine / (key_norm * memory_norm)
     along = grad_cosine * cosine  # the norms' terms: dK/d‖k‖ = −K / ‖k‖, and ∂‖x‖/∂x = x / ‖x‖
-    grad_keys = torch.bmm(grad_dots, memory) - (along.sum(-1, keepdim=True) / key_norm ** 2) * keys
-    grad_memory = (torch.bmm(grad_dots.transpose(1, 2), keys)
+    grad_keys = batched_product(grad_dots, memory) - (along.sum(-1, keepdim=True) / key_norm ** 2) * keys
+    grad_memory = (batched_product(grad_dots.transpose(1, 2), keys)
                    - (along.sum(1).unsqueeze(-1) / memory_norm.transpose(1, 2) ** 2) * memory)
     return grad_keys, grad_memory
 
@@ -77,12 +90,12 @@ def lru_forward(interface: torch.Tensor, memory: torch.Tensor, read_w: torch.Ten
     strength_in = interface[:, -h:] if learned_strength else None  # β̂ (B, R)
     write_w = torch.lerp(least_used.unsqueeze(1), read_w, gates)  # (B, R, N), lru.lru_write_weights
     keep = lru.zero_least_used(memory.new_ones(b, n, 1), usage)  # (B, N, 1): 0 at the least used slot
-    written = torch.baddbmm(memory * keep, write_w.transpose(1, 2), added)  # (B, N, W), addressing.add_write
+    written = batched_product(write_w.transpose(1, 2), added, memory * keep)  # (B, N, W), addressing.add_write
     key_norm, memory_norm = content_norms(keys, written)  # (B, R, 1), (B, 1, N)
-    cosine = torch.bmm(keys, written.transpose(1, 2)) / (key_norm * memory_norm)  # (B, R, N)
+    cosine = batched_product(keys, written.transpose(1, 2)) / (key_norm * memory_norm)  # (B, R, N)
     strengths = torch.nn.functional.softplus(strength_in).unsqueeze(-1) if learned_strength else None  # β (B, R, 1)
     new_read_w = torch.softmax(cosine if strengths is None else strengths * cosine, dim=-1)  # Santoro: β = 1
-    reads = torch.bmm(new_read_w, written)  # (B, R, W)
+    reads = batched_product(new_read_w, written)  # (B, R, W)
     new_usage = lru.update_usage(usage, new_read_w, write_w, usage_decay)
     outputs = written, new_read_w, new_usage, lru.least_used_weights(new_usage, h), reads.view(b, h * w)
     strength_slope = None if strength_in is None else softplus_slope(strength_in)
@@ -98,8 +111,8 @@ def lru_backward(keys, gates, added, strengths, strength_slope, write_w, read_w,
     grad_reads = grad_reads.view_as(keys)  # (B, R, W)
     spread_usage = grad_usage.unsqueeze(1)  # usage sums both weightings over heads: (B, 1, N)
     # reads = w^r M_t
-    grad_new_read_w = grad_read_w + spread_usage + torch.bmm(grad_reads, written.transpose(1, 2))
-    grad_written = grad_memory + torch.bmm(new_read_w.transpose(1, 2), grad_reads)
+    grad_new_read_w = grad_read_w + spread_usage + batched_product(grad_reads, written.transpose(1, 2))
+    grad_written = grad_memory + batched_product(new_read_w.transpose(1, 2), grad_reads)
     # w^r = softmax(β K), K = k·M / (‖k‖ ‖M‖), β = softplus(β̂)
     grad_logits = softmax_backward(grad_new_read_w, new_read_w)
     grad_cosine = grad_logits if strengths is None else strengths * grad_logits
@@ -107,8 +120,8 @@ def lru_backward(keys, gates, added, strengths, strength_slope, write_w, read_w,
     grad_written = grad_written + grad_through_cosine
     # M_t = M_{t−1} ∘ keep + (w^w)ᵀ a, a = k or tanh(â)
     written_vectors = keys if added is None else added
-    grad_write_w = spread_usage + torch.bmm(written_vectors, grad_written.transpose(1, 2))  # (B, R, N)
-    grad_added = torch.bmm(write_w, grad_written)  # (B, R, W)
+    grad_write_w = spread_usage + batched_product(written_vectors, grad_written.transpose(1, 2))  # (B, R, N)
+    grad_added = batched_product(write_w, grad_written)  # (B, R, W)
     if added is None:
         grad_keys = grad_keys + grad_added
     # w^w = σ(α) w^r_{t−1} + (1 − σ(α)) w^lu_{t−1}
@@ -178,13 +191,13 @@ def ntm_backward(keys, strength, strength_slope, gate, shift, erase, add, sharpn
     write_w = new_w[:, -1].unsqueeze(-1)  # (B, N, 1)
     grad_reads = grad_reads.view(b, h - 1, -1)  # (B, R, W)
     # M_t = M_{t−1} ∘ (1 − w^w eᵀ) + w^w aᵀ; reads r = w^r M_{t−1}
-    grad_memory_in = grad_memory * (1 - write_w * erase.unsqueeze(1)) + torch.bmm(new_w[:, :-1].transpose(1, 2),
+    grad_memory_in = grad_memory * (1 - write_w * erase.unsqueeze(1)) + batched_product(new_w[:, :-1].transpose(1, 2),
                                                                                     grad_reads)
     weighted = grad_memory * write_w  # (B, N, W)
     grad_erase = -(weighted * memory).sum(1)  # (B, W)
     grad_add = weighted.sum(1)
     grad_write_w = (grad_memory * (add.unsqueeze(1) - erase.unsqueeze(1) * memory)).sum(-1)  # (B, N)
-    grad_new_w = grad_w + torch.cat([torch.bmm(grad_reads, memory.transpose(1, 2)), grad_write_w.unsqueeze(1)], 1)
+    grad_new_w = grad_w + torch.cat([batched_product(grad_reads, memory.transpose(1, 2)), grad_write_w.unsqueeze(1)], 1)
     # Sharpening w = (w̃ + ε)^γ / Σ (w̃ + ε)^γ: with q = w (∂L/∂w − Σ w ∂L/∂w),
     # ∂L/∂w̃ = γ q / (w̃ + ε) and ∂L/∂γ = Σ q log(w̃ + ε).
     q = new_w * (grad_new_w - (grad_new_w * new_w).sum(-1, keepdim=True))
