@@ -3,14 +3,16 @@ time a change side by side in one process (``bench_train.py --before REV``).
 
 ``git archive REV fewshot_mem`` is unpacked into a temporary folder as ``fewshot_mem_<commit>``,
 with the package's references to its own name rewritten (absolute imports, registry specs), and
-the folder is put on ``sys.path``.
+the folder is put on ``sys.path``; it is removed when the process exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import io
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -32,6 +34,7 @@ def import_revision(revision: str) -> str:
     archive = subprocess.run(["git", "archive", "--format=tar", commit, "fewshot_mem"], cwd=REPOSITORY, check=True,
                              capture_output=True).stdout
     folder = Path(tempfile.mkdtemp(prefix="fewshot-mem-revision-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(folder, filter="data")
     package = (folder / "fewshot_mem").rename(folder / name)
