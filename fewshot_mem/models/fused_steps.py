@@ -191,13 +191,14 @@ def ntm_backward(keys, strength, strength_slope, gate, shift, erase, add, sharpn
     write_w = new_w[:, -1].unsqueeze(-1)  # (B, N, 1)
     grad_reads = grad_reads.view(b, h - 1, -1)  # (B, R, W)
     # M_t = M_{t−1} ∘ (1 − w^w eᵀ) + w^w aᵀ; reads r = w^r M_{t−1}
-    grad_memory_in = grad_memory * (1 - write_w * erase.unsqueeze(1)) + batched_product(new_w[:, :-1].transpose(1, 2),
-                                                                                    grad_reads)
+    grad_memory_in = (grad_memory * (1 - write_w * erase.unsqueeze(1))
+                      + batched_product(new_w[:, :-1].transpose(1, 2), grad_reads))
     weighted = grad_memory * write_w  # (B, N, W)
     grad_erase = -(weighted * memory).sum(1)  # (B, W)
     grad_add = weighted.sum(1)
     grad_write_w = (grad_memory * (add.unsqueeze(1) - erase.unsqueeze(1) * memory)).sum(-1)  # (B, N)
-    grad_new_w = grad_w + torch.cat([batched_product(grad_reads, memory.transpose(1, 2)), grad_write_w.unsqueeze(1)], 1)
+    grad_new_w = grad_w + torch.cat([batched_product(grad_reads, memory.transpose(1, 2)), grad_write_w.unsqueeze(1)],
+                                    1)
     # Sharpening w = (w̃ + ε)^γ / Σ (w̃ + ε)^γ: with q = w (∂L/∂w − Σ w ∂L/∂w),
     # ∂L/∂w̃ = γ q / (w̃ + ε) and ∂L/∂γ = Σ q log(w̃ + ε).
     q = new_w * (grad_new_w - (grad_new_w * new_w).sum(-1, keepdim=True))
