@@ -13,6 +13,7 @@ __all__ = [
     "EPSILON",
     "allocation_weights",
     "directional_weights",
+    "off_diagonal_mask",
     "read_weights",
     "retention",
     "sorted_allocation_weights",
@@ -134,22 +135,30 @@ def update_precedence(previous_precedence: torch.Tensor, write_w: torch.Tensor) 
 
 
 def update_link(previous_link: torch.Tensor, previous_precedence: torch.Tensor,
-                write_w: torch.Tensor) -> torch.Tensor:
+                write_w: torch.Tensor, off_diagonal: torch.Tensor | None = None) -> torch.Tensor:
     """L_t[i, j] = (1 − w^w_t[i] − w^w_t[j]) L_{t−1}[i, j] + w^w_t[i] p_{t−1}[j], and L_t[i, i] = 0.
 
     Args:
         previous_link: (B, N, N) L_{t−1}.
         previous_precedence: (B, N) p_{t−1} (the precedence before this write).
         write_w: (B, N) w^w_t.
+        off_diagonal: (N, N) 1 − I, or None to build it here. A compiled loop passes it in:
+            built inside a compiled body, the identity is an index comparison per element,
+            which made the update about 15× slower than multiplying by a stored mask.
     Returns:
         (B, N, N) L_t; L_t[i, j] is the degree to which slot i was written
         right after slot j.
     """
     w_i, w_j = write_w.unsqueeze(-1), write_w.unsqueeze(-2)  # (B, N, 1), (B, 1, N)
     link = (1 - w_i - w_j) * previous_link + w_i * previous_precedence.unsqueeze(-2)
-    n = write_w.shape[-1]
-    off_diagonal = 1 - torch.eye(n, dtype=link.dtype, device=link.device)  # (N, N)
+    if off_diagonal is None:
+        off_diagonal = off_diagonal_mask(write_w.shape[-1], link)
     return link * off_diagonal
+
+
+def off_diagonal_mask(n: int, like: torch.Tensor) -> torch.Tensor:
+    """(N, N) 1 − I, with ``like``'s dtype and device: the links' mask (no slot links to itself)."""
+    return 1 - torch.eye(n, dtype=like.dtype, device=like.device)
 
 
 def directional_weights(link: torch.Tensor, previous_read_w: torch.Tensor

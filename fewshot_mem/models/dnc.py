@@ -47,6 +47,9 @@ class DNC(MemoryLearner):
         self.interface_sizes = (r * w, r, w, 1, w, w, r, 1, 1, 3 * r)
         self.interface = nn.Linear(controller_size, sum(self.interface_sizes))
         self.readout = nn.Linear(controller_size + r * w, task.output_size)
+        # The links' mask, handed to the fused access step (see memory.dnc.update_link); not saved.
+        self.register_buffer("off_diagonal", dnc_memory.off_diagonal_mask(memory_slots, torch.empty(0)),
+                             persistent=False)  # (N, N)
 
     def initial_state(self, batch_size: int, reference: torch.Tensor) -> State:
         b, n, r, w = batch_size, self.memory_slots, self.read_heads, self.memory_width
@@ -86,4 +89,5 @@ class DNC(MemoryLearner):
 
     def fused_access(self) -> FusedAccess:
         """``access`` with a hand-derived backward (``fused_dnc.dnc_forward``, ``dnc_backward``)."""
-        return FusedAccess.of(dnc_forward, dnc_backward, self.compiled_steps, before=(self.interface_sizes,))
+        return FusedAccess.of(dnc_forward, dnc_backward, self.compiled_steps, before=(self.interface_sizes,),
+                              after=(self.off_diagonal,), backward_after=(self.off_diagonal,))

@@ -31,10 +31,11 @@ def interface_parameters(interface: torch.Tensor, sizes: tuple[int, ...], read_h
 
 
 def dnc_forward(interface: torch.Tensor, sizes: tuple[int, ...], memory: torch.Tensor, read_w: torch.Tensor,
-                write_w: torch.Tensor, usage: torch.Tensor, precedence: torch.Tensor, link: torch.Tensor):
+                write_w: torch.Tensor, usage: torch.Tensor, precedence: torch.Tensor, link: torch.Tensor,
+                off_diagonal: torch.Tensor):
     """``DNC.access``: from the interface vector and (memory (B, N, W), read weights (B, R, N), write
     weights, usage, precedence (B, N) each, links (B, N, N)) to ((the same, updated), reads (B, R·W)),
-    and the tensors for the backward."""
+    and the tensors for the backward. ``off_diagonal``: the links' (N, N) mask, 1 − I."""
     b, r, n = read_w.shape
     parameters = interface_parameters(interface, sizes, r, memory.shape[-1])
     (read_keys, read_strengths, write_key, write_strength, erase, write_vector,
@@ -48,7 +49,7 @@ def dnc_forward(interface: torch.Tensor, sizes: tuple[int, ...], memory: torch.T
     write_content = torch.softmax(write_strength.unsqueeze(-1) * write_cosine, dim=-1)[:, 0]  # content_weights
     new_write_w = dnc_memory.write_weights(write_content, allocation, allocation_gate, write_gate)  # (B, N)
     new_memory = addressing.erase_and_add(memory, new_write_w[:, None], erase, write_vector)
-    new_link = dnc_memory.update_link(link, precedence, new_write_w)
+    new_link = dnc_memory.update_link(link, precedence, new_write_w, off_diagonal)
     new_precedence = dnc_memory.update_precedence(precedence, new_write_w)
     forward, backward = dnc_memory.directional_weights(new_link, read_w)  # (B, R, N) each
     read_cosine = addressing.cosine_similarity(new_memory, read_keys)  # (B, R, N)
@@ -62,18 +63,17 @@ def dnc_forward(interface: torch.Tensor, sizes: tuple[int, ...], memory: torch.T
     return outputs, saved
 
 
-def _write_backward(saved, grad_memory, grad_write_w, grad_precedence, grad_link):
+def _write_backward(saved, grad_memory, grad_write_w, grad_precedence, grad_link, off_diagonal):
     """From the gradients after the write (memory M_t, w^w_t, p_t, L_t) to those of M_{t−1}, p_{t−1},
     L_{t−1}, the write's gates, erase and write vectors, the write key's content weights and
     the allocation weights."""
     (erase, write_vector, allocation_gate, write_gate, memory, precedence, link, allocation, write_content,
      new_write_w) = saved
-    n = new_write_w.shape[-1]
     # p_t = (1 − Σ w^w) p_{t−1} + w^w
     grad_write_w = grad_write_w + grad_precedence - (grad_precedence * precedence).sum(-1, keepdim=True)
     grad_previous_precedence = (1 - new_write_w.sum(-1, keepdim=True)) * grad_precedence
     # L_t = ((1 − w_i − w_j) L_{t−1} + w_i p_j) off the diagonal
-    kept = grad_link * (1 - torch.eye(n, dtype=grad_link.dtype, device=grad_link.device))
+    kept = grad_link * off_diagonal
     kept_link = kept * link
     grad_write_w = (grad_write_w - kept_link.sum(-1) - kept_link.sum(1)
                     + torch.bmm(kept, precedence.unsqueeze(-1)).squeeze(-1))
@@ -119,12 +119,13 @@ def _usage_backward(saved, grad_usage, grad_allocation):
 
 def dnc_backward(*saved_and_grads):
     """The gradients of ``dnc_forward``'s tensor inputs (interface, memory, read weights, write
-    weights, usage, precedence, links) from those of its outputs."""
+    weights, usage, precedence, links) from those of its outputs; the last argument is the links'
+    off-diagonal mask."""
     (read_keys, read_strengths, write_key, write_strength, erase, write_vector, free_gates, allocation_gate, write_gate,
      read_modes, read_slope, write_slope, memory, read_w, write_w, usage, precedence, link, retention, sorted_usage,
      order, exclusive, sorted_allocation, allocation, write_cosine, write_content, new_write_w, new_memory, new_link,
      forward, backward, read_cosine, read_content, new_read_w, grad_memory, grad_read_w, grad_write_w, grad_usage,
-     grad_precedence, grad_link, grad_reads) = saved_and_grads
+     grad_precedence, grad_link, grad_reads, off_diagonal) = saved_and_grads
     b, r, n = read_w.shape
     # reads r = w^r M_t; w^r = π_b b + π_c c^r + π_f f
     grad_reads = grad_reads.view(b, r, -1)
@@ -144,7 +145,7 @@ def dnc_backward(*saved_and_grads):
     (grad_previous_memory, grad_previous_precedence, grad_previous_link, grad_erase, grad_write_vector,
      grad_write_gate, grad_allocation_gate, grad_write_content, grad_allocation) = _write_backward(
         (erase, write_vector, allocation_gate, write_gate, memory, precedence, link, allocation, write_content,
-         new_write_w), grad_memory, grad_write_w, grad_precedence, grad_link)
+         new_write_w), grad_memory, grad_write_w, grad_precedence, grad_link, off_diagonal)
     # c^w = softmax(β^w K(k^w, M_{t−1}))
     grad_write_logits = softmax_backward(grad_write_content.unsqueeze(1), write_content.unsqueeze(1))  # (B, 1, N)
     grad_write_key, grad_through_cosine = cosine_backward(write_strength.unsqueeze(-1) * grad_write_logits, write_key,
