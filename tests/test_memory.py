@@ -319,6 +319,16 @@ def test_update_link_by_hand():
     close(dnc.update_link(LINK_BEFORE, T([[0.5, 0.25, 0.0]]), T([[0.0, 0.5, 0.25]])), LINK_AFTER)
 
 
+def test_update_link_applies_the_mask_it_is_given():
+    previous, precedence, write_w = T(LINK_BEFORE), T([[0.5, 0.25, 0.0]]), T([[0.0, 0.5, 0.25]])
+    built = dnc.update_link(previous, precedence, write_w)
+    assert torch.equal(dnc.update_link(previous, precedence, write_w, dnc.off_diagonal_mask(3, previous)), built)
+    # a mask of ones keeps the diagonal: L[1, 1] = (1 − .5 − .5) L[1, 1] + .5 · p[1] = .125
+    kept = dnc.update_link(previous, precedence, write_w, torch.ones(3, 3))
+    close(kept.diagonal(dim1=-2, dim2=-1), [[0.0, 0.125, 0.0]])
+    close(kept * (1 - torch.eye(3)), LINK_AFTER)
+
+
 def test_directional_weights_by_hand():
     # head 1, w = (.5, .5, 0): f[i] = Σ_j L[i,j] w[j] = (.25·.5, .35·.5, (.125 + .1625)·.5) = (.125, .175, .14375)
     #                          b[i] = Σ_j L[j,i] w[j] = ((0 + .35)·.5, (.25 + 0)·.5, 0) = (.175, .125, 0)
