@@ -320,7 +320,7 @@ def test_update_link_by_hand():
 
 
 def test_update_link_applies_the_mask_it_is_given():
-    previous, precedence, write_w = T(LINK_BEFORE), T([[0.5, 0.25, 0.0]]), T([[0.0, 0.5, 0.25]])
+    previous, precedence, write_w = LINK_BEFORE, T([[0.5, 0.25, 0.0]]), T([[0.0, 0.5, 0.25]])
     built = dnc.update_link(previous, precedence, write_w)
     assert torch.equal(dnc.update_link(previous, precedence, write_w, dnc.off_diagonal_mask(3, previous)), built)
     # a mask of ones keeps the diagonal: L[1, 1] = (1 − .5 − .5) L[1, 1] + .5 · p[1] = .125
