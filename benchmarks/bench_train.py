@@ -216,11 +216,13 @@ def before_step(library, name: str, package: str, compiled: bool = False) -> tup
 
 
 def interleaved_rates(steps: dict[str, Callable], batches: list[SequenceBatch], repeats: int,
-                      steps_per_repeat: int, peaks: list[tuple[float, float]]) -> dict[str, tuple[float, float]]:
+                      steps_per_repeat: int, peaks: list[tuple[float, float]]
+                      ) -> tuple[dict[str, tuple[float, float]], dict[str, list[float]]]:
     """Median episodes per second of each training step function, run in alternating order:
-    (per wall-clock second, per second of this process's CPU time). On a machine busy with
-    other work the second is the steadier one: it does not count time spent waiting for a core
-    (with several threads it counts every thread's time, spin-waiting included)."""
+    (per wall-clock second, per second of this process's CPU time), and each repetition's rate per
+    CPU-second (for paired ratios). On a machine busy with other work the second is the steadier
+    one: it does not count time spent waiting for a core (with several threads it counts every
+    thread's time, spin-waiting included)."""
     names = list(steps)
     wall: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}
@@ -235,7 +237,14 @@ def interleaved_rates(steps: dict[str, Callable], batches: list[SequenceBatch], 
             wall[name].append(episodes / (time.perf_counter() - start))
             cpu[name].append(episodes / max(time.process_time() - start_cpu, 1e-9))
         peaks.append(peak_sample())
-    return {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in names}
+    return {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in names}, cpu
+
+
+def paired_ratios(samples: dict[str, list[float]], mine: str, theirs: str) -> str:
+    """The ratio of ``mine`` to ``theirs`` within each repetition (measured back to back, so slow
+    drifts of the machine cancel): "median (min-max over N)"; the spread is this run's noise."""
+    ratios = sorted(new / old for new, old in zip(samples[mine], samples[theirs]))
+    return f"{statistics.median(ratios):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f} over {len(ratios)})"
 
 
 def print_table(rows, args, peak: tuple[float, float]) -> None:
@@ -246,7 +255,7 @@ def print_table(rows, args, peak: tuple[float, float]) -> None:
           f"{'library':>12}{'reference':>11}{'ratio':>8}{''.join(compiled)}"
           f"{'MFLOP/ep':>10}{'GFLOP/s':>9}{'% peak':>8}{'GFLOP/CPU-s':>13}{'% peak':>8}"
           + (f"{'compiled % peak':>17}" if args.compile else ""))
-    for name, rates, flops in rows:
+    for name, rates, flops, _ in rows:
         cells = []
         for clock in (0, 1):
             library, reference = rates["library"][clock], rates["reference"][clock]
@@ -339,8 +348,8 @@ def main() -> int:
         for _ in range(args.warmup):
             for step in steps.values():
                 step(batches[0])
-        rates = interleaved_rates(steps, batches, args.repeats, args.steps, peaks)
-        rows.append((name, rates, flops))
+        rates, samples = interleaved_rates(steps, batches, args.repeats, args.steps, peaks)
+        rows.append((name, rates, flops, samples))
         if args.breakdown:
             print(f"[{name}] breakdown: {breakdown(library, batches[0])}")
         print(f"[{name}] " + ", ".join(f"{k} {w:,.1f} episodes/s ({c:,.1f} per CPU-second)"
@@ -354,10 +363,13 @@ def main() -> int:
     print_table(rows, args, peak)
     if before:
         for mine, theirs in (("library", "before"), ("compiled", "before compiled")):
-            pairs = [(name, rates[theirs][1], rates[mine][1]) for name, rates, _ in rows if theirs in rates]
+            pairs = [(name, rates[theirs][1], rates[mine][1], paired_ratios(samples, mine, theirs))
+                     for name, rates, _, samples in rows if theirs in rates]
             if pairs:
-                print(f"\n{mine} against {args.before}, episodes per CPU-second: " + "; ".join(
-                    f"{name} {old:,.1f} -> {new:,.1f} ({new / old:.2f}x)" for name, old, new in pairs))
+                print(f"\n{mine} against {args.before}, episodes per CPU-second (medians; then the ratio within each "
+                      "repetition, median and range): " + "; ".join(
+                          f"{name} {old:,.1f} -> {new:,.1f} ({new / old:.2f}x; paired {paired})"
+                          for name, old, new, paired in pairs))
     if failures:
         print(f"\nMISMATCH: the reference does not compute the library function for {', '.join(failures)}")
         return 1

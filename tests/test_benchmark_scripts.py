@@ -119,3 +119,13 @@ def test_a_revision_imports_beside_the_checkout_and_computes_the_same_function(m
     _, same = before_step(library, "mann", package)
     unchanged = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "fewshot_mem"], cwd=BENCHMARKS.parent).returncode
     assert same == "bit-identical" or unchanged != 0  # a working tree's change to the package may change the bits
+
+
+def test_paired_ratios_pair_each_repetition(monkeypatch):
+    """bench_train's --before ratio within each repetition: new over old rep by rep, never the
+    ratio of two medians (a slow drift of the machine cancels within a repetition)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from bench_train import paired_ratios
+
+    samples = {"compiled": [2.0, 8.0, 3.0], "before compiled": [1.0, 8.0, 1.0]}  # ratios 2, 1, 3
+    assert paired_ratios(samples, "compiled", "before compiled") == "2.00x (1.00-3.00 over 3)"
