@@ -144,3 +144,14 @@ def test_a_new_built_in_is_one_class_and_one_registration_line(monkeypatch):
     assert model_label("echo") == "Echo net"
     assert BIBTEX["hochreiter1997"] in cite(suite, ["echo"])
     check_learner("echo")  # at its test_hyperparameters
+
+
+def test_the_dnc_links_mask_is_not_part_of_its_weights():
+    """The DNC hands its fused access a stored 1 − I (memory.dnc.update_link); it is a buffer that
+    moves with the model but stays out of the state dict, so checkpoints saved before it existed
+    load strictly and new ones are unchanged."""
+    model = dnc.DNC(TaskSpec(5, "one-hot", SMALL_IMAGE), **dnc.DNC.test_hyperparameters)
+    n = dnc.DNC.test_hyperparameters["memory_slots"]
+    assert torch.equal(model.off_diagonal, 1 - torch.eye(n))
+    assert "off_diagonal" not in model.state_dict()
+    assert model.double().off_diagonal.dtype == torch.float64
