@@ -39,8 +39,7 @@ from .models.registry import BUILTIN_MODELS, available_models, create, default_m
 from .recipes import BUDGETS
 from .reference import Reference, board_entries, default_board_root, evaluate_reference, expected_seconds, references
 from .report import budget_text, duration, hardware_text, plot_instance_accuracy, plot_lag_accuracy, render
-from .results import (CUSTOM_BUDGET, build_result, compiled_from_step, episodic_key, learning_curve, result_path,
-                      run_label, write_result)
+from .results import CUSTOM_BUDGET, build_result, episodic_key, result_path, run_label, training_log, write_result
 from .suites import Suite, all_suites, get_suite, load_pools
 from .train import fit, is_complete
 
@@ -129,8 +128,7 @@ def run_model(model: str, suite: Suite, pools: dict[str, ClassPool], fingerprint
         trained_steps=previous.get("step"), best_step=best.get("step"),
         train_seconds=previous.get("train_seconds", train_seconds if summary else None), eval_seconds=eval_seconds,
         device=args.device, checkpoint=str(run_dir / "best.pt"), tables=tables, forgetting=forgetting,
-        learning_curve=distributed.from_main(learning_curve, run_dir / "metrics.jsonl"),
-        compiled_from_step=distributed.from_main(compiled_from_step, run_dir / "metrics.jsonl"))
+        **distributed.from_main(training_log, run_dir / "metrics.jsonl"))
 
 
 def compile_training_steps(learner: Learner, model: str, enabled: bool) -> None:

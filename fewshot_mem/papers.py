@@ -164,15 +164,17 @@ def _our_row(entry: dict, row: PaperRow) -> list[str]:
                     command(result)]
 
 
-def _settings(comparison: Comparison, row: PaperRow) -> list[str]:
+def _settings(comparison: Comparison, row: PaperRow, markdown: bool = True) -> list[str]:
     """The row's setting where a comparison spans several suites: its title's last part in a
-    one-column comparison ("Omniglot 5-way 1-shot, 28x28"), else its id and episode length."""
+    one-column comparison ("Omniglot 5-way 1-shot, 28x28"), else its id (Markdown code, or plain
+    text for a plot's legend) and episode length."""
     suite = get_suite(row.suite)
     if len(comparison.columns) == 1:
         return [suite.title.split(": ")[-1]]
     if len({r.suite for r in comparison.rows}) == 1:
         return []
-    return [f"`{suite.id}`, {suite.online_steps} steps"]
+    suite_id = f"`{suite.id}`" if markdown else suite.id
+    return [f"{suite_id}, {suite.online_steps} steps"]
 
 
 def comparison_rows(comparison: Comparison, entries: list[dict]) -> list[list[str]]:
@@ -206,7 +208,7 @@ def learning_curves(comparison: Comparison, entries: list[dict]) -> dict[str, li
             points = [(r["episodes"], r[key]) for r in entry["result"].get("learning_curve", [])
                       if key in r and r["episodes"] > 0]
             if points:  # entries share names across suites, so a line is named by its setting too
-                label = ", ".join([model_label(row.model), *_settings(comparison, row)]).replace("`", "")  # plain text
+                label = ", ".join([model_label(row.model), *_settings(comparison, row, markdown=False)])
                 curves[f"{label}: {entry['entry']}"] = points
     return curves
 

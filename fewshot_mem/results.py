@@ -160,16 +160,17 @@ def read_result(path: str | Path) -> dict:
 
 def learning_curve(metrics: Path) -> list[dict]:
     """The validation records of a run's log: score (and per-instance accuracy) against episodes."""
+    return training_log(metrics)["learning_curve"]
+
+
+def training_log(metrics: Path) -> dict:
+    """What a results record keeps of a run's log, read once: ``learning_curve`` (the validation
+    records) and ``compiled_from_step``, the first step trained with compiled steps
+    (``--compile-steps``) or None; a run resumed with and without it says so from that step on."""
     # Imported here alone, so that the record's vocabulary (keys, format) ties the suites and the
     # evaluator, which use it, to no training loop.
     from .train import read_metrics
 
-    return [r for r in read_metrics(metrics) if "validation_score" in r]
-
-
-def compiled_from_step(metrics: Path) -> int | None:
-    """The first step of a run's log trained with compiled steps (``--compile-steps``), or None;
-    a run resumed with and without it says so from that step on."""
-    from .train import read_metrics
-
-    return next((r["step"] for r in read_metrics(metrics) if r.get("compiled_steps")), None)
+    records = read_metrics(metrics)
+    return {"learning_curve": [r for r in records if "validation_score" in r],
+            "compiled_from_step": next((r["step"] for r in records if r.get("compiled_steps")), None)}

@@ -96,6 +96,15 @@ def test_each_few_shot_suite_gets_its_own_learning_curve():
     assert any("5-way 1-shot" in label for label in curves), curves
 
 
+def test_a_curve_is_labelled_in_plain_text_where_the_table_shows_code():
+    """Table 2 spans two suites: its rows name the suite as Markdown code, its plot's legend as text."""
+    entries = [_entry("mann-quick", "mann", "omniglot-15way-strings@1", ONLINE)]
+    table2 = papers.COMPARISONS[1]
+    assert "`omniglot-15way-strings@1`" in papers.comparison_table(table2, entries)
+    (label,) = papers.learning_curves(table2, entries)
+    assert "omniglot-15way-strings@1" in label and "`" not in label
+
+
 def test_an_entry_without_a_curve_draws_nothing(tmp_path):
     entry = _entry("mann-quick", "mann", "omniglot-5way@1", ONLINE)
     del entry["result"]["learning_curve"]
