@@ -69,7 +69,7 @@ def largest_read_weight_by_step(learner: MANN, sampler: LabelOffsetSampler, epis
         with torch.no_grad():
             for t in range(sampler.steps):
                 _, state = learner.step(features[:, t], batch.previous_codes[:, t].to(features.dtype), state)
-                totals[t] += state[3].amax(-1).mean(-1).sum().item()  # state[3]: read weights (B, R, N)
+                totals[t] += learner.read_weights(state).amax(-1).mean(-1).sum().item()  # over heads, then episodes
     per_step = totals / episodes
     return [float(per_step[first:first + width].mean()) for first in range(0, sampler.steps, width)]
 

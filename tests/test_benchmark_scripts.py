@@ -68,7 +68,7 @@ def test_the_largest_read_weight_is_mann_s_own_read_weights_at_each_step(omniglo
         state, largest = learner.initial_state(3, features), []
         for t in range(50):
             _, state = learner.step(features[:, t], batch.previous_codes[:, t].float(), state)
-            largest.append(state[3].amax(-1).mean().item())
+            largest.append(learner.read_weights(state).amax(-1).mean().item())
     assert bins == pytest.approx([sum(largest[:25]) / 25, sum(largest[25:]) / 25])
     assert all(1 / 6 <= value <= 1 for value in bins)
 

@@ -107,6 +107,19 @@ def test_a_separate_add_vector_is_written_instead_of_the_key():
     assert torch.allclose(written, addressing.add_write(memory, write_w, added))
 
 
+def test_read_weights_are_the_step_s_content_weights_over_the_written_memory():
+    """MANN.read_weights picks w^r_t out of the state a step returns (what accuracy_by_step reads)."""
+    torch.manual_seed(0)
+    learner = MANN(TASK, **TINY).double()
+    features = torch.randn(3, learner.encoder.output_size, dtype=torch.float64)
+    state = learner.initial_state(3, features)
+    _, state = learner.step(features, torch.zeros(3, TASK.code_size, dtype=torch.float64), state)
+    hidden, memory = state[0], state[2]
+    keys = torch.tanh(learner.interface(hidden)[:, :6]).view(3, 2, 3)
+    expected = addressing.content_weights(memory, keys, torch.ones(3, 2, dtype=torch.float64))
+    assert torch.allclose(learner.read_weights(state), expected)
+
+
 @pytest.mark.parametrize("setting", [dict(add_vector="value"), dict(read_memory="next"), dict(least_used="all")])
 def test_an_unknown_variant_is_refused(setting):
     with pytest.raises(ValueError, match=next(iter(setting))):

@@ -100,6 +100,11 @@ class MANN(MemoryLearner):
                 least_used,  # least-used weights w^lu (B, N), or (B, R, N) per head
                 zeros(b, h * w))  # read vectors r (B, R·W)
 
+    @staticmethod
+    def read_weights(state: State) -> torch.Tensor:
+        """The read weights w^r (B, R, N) held in a state that ``initial_state`` or ``step`` returned."""
+        return state[3]  # the order of initial_state's tuple
+
     def access(self, interface: torch.Tensor, memory_state: State) -> tuple[State, torch.Tensor]:
         """One step's LRU write and read, from the (B, R·(W + 1)) interface vector:
         ((memory, read weights, usage, least-used weights), reads (B, R·W))."""
