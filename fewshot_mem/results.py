@@ -115,11 +115,13 @@ def build_result(*, suite_id: str, fingerprint: str, model: str, model_class: st
                  trained_steps: int | None = None, best_step: int | None = None,
                  train_seconds: float | None = None, checkpoint: str | None = None,
                  learning_curve: list[dict] | None = None, overrides: dict | None = None,
-                 forgetting: dict | None = None, compiled_from_step: int | None = None) -> dict:
+                 forgetting: dict | None = None, compiled_from_step: int | None = None,
+                 training_sessions: list[dict] | None = None) -> dict:
     """The results record of ``model`` on a suite. ``training`` is the bench's recipe
     (None for a model trained elsewhere); ``overrides`` the ``--set`` changes to its recipe;
     ``forgetting`` the accuracy-by-lag table ("online-lag"), kept beside the suite's tables;
-    ``compiled_from_step`` the first logged step trained with compiled steps (``--compile-steps``)."""
+    ``compiled_from_step`` the first logged step trained with compiled steps (``--compile-steps``);
+    ``training_sessions`` the commit each training session ran (``git_commit`` is the evaluating code's)."""
     result = {
         "format": RESULT_FORMAT, "fewshot_mem_version": __version__, "suite": suite_id,
         "fingerprint": fingerprint, "model": model, "model_class": model_class,
@@ -136,6 +138,8 @@ def build_result(*, suite_id: str, fingerprint: str, model: str, model_class: st
         result["overrides"] = overrides
     if compiled_from_step is not None:
         result["training_compiled_from_step"] = compiled_from_step
+    if training_sessions:
+        result["training_sessions"] = training_sessions
     return result
 
 
@@ -165,12 +169,15 @@ def learning_curve(metrics: Path) -> list[dict]:
 
 def training_log(metrics: Path) -> dict:
     """What a results record keeps of a run's log, read once: ``learning_curve`` (the validation
-    records) and ``compiled_from_step``, the first step trained with compiled steps
-    (``--compile-steps``) or None; a run resumed with and without it says so from that step on."""
+    records); ``compiled_from_step``, the first step trained with compiled steps
+    (``--compile-steps``) or None, since a run resumed with and without it says so from that step
+    on; and ``training_sessions``, the step each session started from and its code's commit
+    (empty for logs written before sessions were logged)."""
     # Imported here alone, so that the record's vocabulary (keys, format) ties the suites and the
     # evaluator, which use it, to no training loop.
     from .train import read_metrics
 
     records = read_metrics(metrics)
     return {"learning_curve": [r for r in records if "validation_score" in r],
-            "compiled_from_step": next((r["step"] for r in records if r.get("compiled_steps")), None)}
+            "compiled_from_step": next((r["step"] for r in records if r.get("compiled_steps")), None),
+            "training_sessions": [{"from_step": r["step"], **r["session"]} for r in records if "session" in r]}

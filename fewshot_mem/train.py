@@ -9,7 +9,8 @@ Files in the run directory:
 * ``last.pt``: model, optimizer and progress, written atomically every
   ``checkpoint_every`` steps and at the end (``--resume`` continues from it);
 * ``best.pt``: the weights with the best validation score, used for test;
-* ``metrics.jsonl``: one JSON line per logged step and per validation (the learning curve);
+* ``metrics.jsonl``: one JSON line per logged step and per validation (the learning curve), and
+  one per session (start or resume) naming the commit of the code that trains from that step;
 * ``.lock``: locked by the training process, so a second one in the same directory is refused.
 
 A damaged ``last.pt`` makes the run unfinished (a plain rerun trains it again); every file
@@ -45,6 +46,7 @@ from .errors import CheckpointError, FewshotMemError, RunFileError
 from .models.learner import Learner, batch_targets, predictions
 from .paths import locked, write_atomically
 from .recipes import TrainConfig
+from .results import git_commit
 
 
 class TrainingDiverged(FewshotMemError):
@@ -261,6 +263,8 @@ def _train(learner: Learner, sample: Callable[[np.ndarray], object],
     learner.to(device)
     model = distributed.data_parallel(LossAndLogits(learner), device)  # DDP averages gradients over ranks
     log = MetricsLog(run_dir / "metrics.jsonl", use_wandb, {**(run_config or {}), **asdict(config)}, enabled=main)
+    # A resumed run may continue under newer code: the log says which commit trained which steps.
+    log.write({"step": start_step, "session": {"git_commit": git_commit(), "processes": distributed.world_size()}})
 
     saved_step = start_step
 

@@ -21,6 +21,7 @@ from fewshot_mem.evaluate import evaluate_episodic, evaluate_online
 from fewshot_mem.models.contract import SMALL_IMAGE, synthetic_pool
 from fewshot_mem.models.learner import TaskSpec
 from fewshot_mem.models.registry import create
+from fewshot_mem.results import git_commit, training_log
 from fewshot_mem.train import TrainConfig, TrainingDiverged, fit, is_complete
 
 SMALL = {"mann": dict(controller_size=16, memory_slots=8, memory_width=4, read_heads=2),
@@ -134,6 +135,7 @@ from fewshot_mem.data.episodes import LabelOffsetSampler
 from fewshot_mem.models.contract import SMALL_IMAGE, synthetic_pool
 from fewshot_mem.models.learner import TaskSpec
 from fewshot_mem.models.registry import create
+from fewshot_mem.results import git_commit, training_log
 from fewshot_mem.train import TrainConfig, fit
 torch.set_num_threads(1)
 torch.manual_seed(0)
@@ -175,6 +177,10 @@ def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_pa
     assert lines[-1]["step"] == episodes // 4
     steps = [line["step"] for line in lines if "loss" in line]  # training records (validation ones share steps)
     assert steps == sorted(set(steps)), "the resumed run logged steps the killed one had logged"
+    # Each session logs the step it started from and the commit of its code, for the results record.
+    sessions = training_log(interrupted / "metrics.jsonl")["training_sessions"]
+    assert [(s["from_step"], s["git_commit"], s["processes"]) for s in sessions] == \
+        [(0, git_commit(), 1), (killed_at, git_commit(), 1)]
 
 
 @pytest.mark.slow
