@@ -89,5 +89,5 @@ class DNC(MemoryLearner):
 
     def fused_access(self) -> FusedAccess:
         """``access`` with a hand-derived backward (``fused_dnc.dnc_forward``, ``dnc_backward``)."""
-        return FusedAccess.of(dnc_forward, dnc_backward, self.compiled_steps, before=(self.interface_sizes,),
-                              after=(self.off_diagonal,), backward_after=(self.off_diagonal,))
+        return FusedAccess(dnc_forward, dnc_backward, before=(self.interface_sizes,),
+                           after=(self.off_diagonal,), backward_after=(self.off_diagonal,))

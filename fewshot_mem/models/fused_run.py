@@ -13,111 +13,148 @@ and every gradient with the step loop in float64.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from .fused_steps import _body, lstm_backward, lstm_forward
+from .fused_steps import compiled, lstm_backward, lstm_forward
 
 State = tuple[torch.Tensor, ...]
 
 
 @dataclass(frozen=True)
 class FusedAccess:
-    """A model's access step as two plain functions of tensors.
+    """A model's access step as two plain functions of tensors (``fused_steps``, ``fused_dnc``).
 
-    forward: (interface (B, I), memory state) -> (next memory state, reads (B, R·W), saved tensors).
-    backward: (saved tensors, gradient of the next memory state, gradient of the reads) ->
-        (gradient of the interface, gradient of the previous memory state).
+    The forward body is called as ``forward_body(interface (B, I), *before, *memory state, *after)``
+    and returns ((*next memory state, reads (B, R·W)), saved tensors); the backward body as
+    ``backward_body(*saved, *gradients of the next state but its constant entries, gradient of the
+    reads, *backward_after)`` and returns (dL/d interface, *dL/d previous state).
+    before: constants of the model (hashable: they are fixed in a compiled step);
+    after, backward_after: the model's further arguments (tensors such as masks, or settings);
     constant: positions in the memory state that carry no gradient (MANN's least-used marks).
     """
 
-    forward: Callable[[torch.Tensor, State], tuple[State, torch.Tensor, tuple]]
-    backward: Callable[[tuple, State, torch.Tensor], tuple[torch.Tensor, State]]
+    forward_body: Callable
+    backward_body: Callable
+    before: tuple = ()
+    after: tuple = ()
+    backward_after: tuple = ()
     constant: tuple[int, ...] = ()
-
-    @classmethod
-    def of(cls, forward_body: Callable, backward_body: Callable, compiled: bool, before: tuple = (),
-           after: tuple = (), backward_after: tuple = (), constant: tuple[int, ...] = ()) -> "FusedAccess":
-        """From a model's forward and backward bodies (``fused_steps``, ``fused_dnc``): the forward
-        is called as ``forward_body(interface, *before, *state, *after)`` and returns ((*next
-        state, reads), saved); the backward as ``backward_body(*saved, *gradients of the next
-        state but its constant entries, gradient of the reads, *backward_after)`` and returns (dL/d
-        interface, *dL/d previous state). Compiled (``compiled``) once per body and process."""
-        forward_body, backward_body = _body(forward_body, compiled), _body(backward_body, compiled)
-
-        def forward(interface: torch.Tensor, state: State):
-            (*next_state, reads), saved = forward_body(interface, *before, *state, *after)
-            return tuple(next_state), reads, saved
-
-        def backward(saved: tuple, grad_state: State, grad_reads: torch.Tensor):
-            grads = [g for i, g in enumerate(grad_state) if i not in constant]
-            grad_interface, *grad_previous = backward_body(*saved, *grads, grad_reads, *backward_after)
-            return grad_interface, tuple(grad_previous)
-
-        return cls(forward, backward, constant)
 
 
 @dataclass(frozen=True)
 class _Loop:
-    """What the forward needs besides tensors: the access, the controller kind and compilation."""
+    """What a time step needs besides tensors (hashable: one compiled step per loop and process)."""
 
-    access: FusedAccess
+    forward_body: Callable
+    backward_body: Callable
+    before: tuple
+    constant: tuple[int, ...]
     lstm: bool
     compiled: bool
 
+    @classmethod
+    def of(cls, access: FusedAccess, lstm: bool, compiled: bool) -> "_Loop":
+        return cls(access.forward_body, access.backward_body, access.before, access.constant, lstm, compiled)
 
-def _controller_forward(loop: _Loop, pre: torch.Tensor, cell: torch.Tensor):
+
+def _controller_forward(lstm: bool, pre: torch.Tensor, cell: torch.Tensor):
     """(B, G) pre-activations, (B, C) cell -> ((hidden, cell), saved): an LSTM cell or a ReLU layer."""
-    if loop.lstm:
-        return _body(lstm_forward, loop.compiled)(pre, cell)
+    if lstm:
+        return lstm_forward(pre, cell)
     hidden = torch.relu(pre)
     return (hidden, cell), (hidden,)
 
 
-def _controller_backward(loop: _Loop, saved: tuple, grad_hidden: torch.Tensor, grad_cell: torch.Tensor):
+def _controller_backward(lstm: bool, saved: tuple, grad_hidden: torch.Tensor, grad_cell: torch.Tensor):
     """-> (dL/d pre-activations, dL/d previous cell)."""
-    if loop.lstm:
-        return _body(lstm_backward, loop.compiled)(*saved, grad_hidden, grad_cell)
+    if lstm:
+        return lstm_backward(*saved, grad_hidden, grad_cell)
     return grad_hidden * (saved[0] > 0), grad_cell
+
+
+def _forward_step(loop: _Loop, controller_in: torch.Tensor, interface_in: torch.Tensor,
+                  recurrent_weight: torch.Tensor, interface_weight: torch.Tensor, hidden: torch.Tensor,
+                  cell: torch.Tensor, reads: torch.Tensor, state: State, after: tuple):
+    """One time step: pre_t = base_t + [r_{t−1}, h_{t−1}] W_rᵀ (an LSTM; a feedforward layer reads
+    r_{t−1} only), the controller, the interface base_t + h_t W_iᵀ, the access. Returns (hidden,
+    cell, reads, next memory state, what the step's backward needs)."""
+    recurrent_in = torch.cat([reads, hidden], dim=-1) if loop.lstm else reads  # (B, R·W [+ C])
+    (hidden, cell), controller_saved = _controller_forward(
+        loop.lstm, torch.addmm(controller_in, recurrent_in, recurrent_weight.t()), cell)
+    interface = torch.addmm(interface_in, hidden, interface_weight.t())
+    (*state, reads), access_saved = loop.forward_body(interface, *loop.before, *state, *after)
+    return hidden, cell, reads, tuple(state), (recurrent_in, controller_saved, access_saved)
+
+
+def _backward_step(loop: _Loop, saved: tuple, grad_state: State, grad_reads: torch.Tensor,
+                   grad_reads_out: torch.Tensor, grad_hidden: torch.Tensor, grad_hidden_out: torch.Tensor,
+                   grad_cell: torch.Tensor, recurrent_weight: torch.Tensor, interface_weight: torch.Tensor,
+                   backward_after: tuple):
+    """One time step backward: from the gradients reaching its state, reads and hidden from the
+    next step (``grad_state``, ``grad_reads``, ``grad_hidden``, ``grad_cell``) and from the
+    outputs read at this step (``grad_reads_out``, ``grad_hidden_out``), returns (dL/d interface,
+    dL/d pre-activations, and dL/d the previous memory state, reads, hidden and cell)."""
+    _, controller_saved, access_saved = saved
+    grads = [g for i, g in enumerate(grad_state) if i not in loop.constant]
+    grad_interface, *grad_state = loop.backward_body(*access_saved, *grads, grad_reads + grad_reads_out,
+                                                     *backward_after)
+    grad_hidden = grad_hidden + grad_hidden_out + grad_interface @ interface_weight
+    grad_pre, grad_cell = _controller_backward(loop.lstm, controller_saved, grad_hidden, grad_cell)
+    grad_recurrent_in = grad_pre @ recurrent_weight  # dL/d[r_{t−1}, h_{t−1}]
+    read_size = grad_reads.shape[-1]
+    grad_hidden = grad_recurrent_in[:, read_size:] if loop.lstm else torch.zeros_like(grad_hidden)
+    return grad_interface, grad_pre, tuple(grad_state), grad_recurrent_in[:, :read_size], grad_hidden, grad_cell
+
+
+@functools.cache
+def _steps(loop: _Loop) -> tuple[Callable, Callable]:
+    """The loop's forward and backward time steps, each compiled whole (one call a step) if the
+    loop is compiled, once per loop and process."""
+    def forward(*arguments):
+        return _forward_step(loop, *arguments)
+
+    def backward(*arguments):
+        return _backward_step(loop, *arguments)
+
+    return (compiled(forward), compiled(backward)) if loop.compiled else (forward, backward)
 
 
 def forward_loop(loop: _Loop, controller_base: torch.Tensor, interface_base: torch.Tensor,
                  recurrent_weight: torch.Tensor, interface_weight: torch.Tensor, hidden: torch.Tensor,
-                 cell: torch.Tensor, reads: torch.Tensor, state: State, keep: bool):
-    """The time loop, as ``MemoryLearner.run``'s step loop computes it: pre_t = base_t + [r_{t−1},
-    h_{t−1}] W_rᵀ (an LSTM; a feedforward layer reads r_{t−1} only), the controller, the interface
-    base_t + h_t W_iᵀ, the access. Returns ((hiddens (T, B, C), reads (T, B, R·W), last hidden, cell,
-    reads, memory state), per-step saved tensors if ``keep``)."""
+                 cell: torch.Tensor, reads: torch.Tensor, state: State, after: tuple, keep: bool):
+    """The time loop, as ``MemoryLearner.run``'s step loop computes it (``_forward_step``). Returns
+    ((hiddens (T, B, C), reads (T, B, R·W), last hidden, cell, reads, memory state), per-step saved
+    tensors if ``keep``)."""
+    step = _steps(loop)[0]
     hiddens, read_log, steps = [], [], []
     for controller_in, interface_in in zip(controller_base.unbind(0), interface_base.unbind(0)):
-        recurrent_in = torch.cat([reads, hidden], dim=-1) if loop.lstm else reads  # (B, R·W [+ C])
-        (hidden, cell), controller_saved = _controller_forward(
-            loop, torch.addmm(controller_in, recurrent_in, recurrent_weight.t()), cell)
-        state, reads, access_saved = loop.access.forward(torch.addmm(interface_in, hidden, interface_weight.t()),
-                                                         state)
+        hidden, cell, reads, state, saved = step(controller_in, interface_in, recurrent_weight, interface_weight,
+                                                 hidden, cell, reads, state, after)
         hiddens.append(hidden)
         read_log.append(reads)
         if keep:
-            steps.append((recurrent_in, controller_saved, access_saved))
+            steps.append(saved)
     return (torch.stack(hiddens), torch.stack(read_log), hidden, cell, reads, *state), steps
 
 
 class FusedRun(torch.autograd.Function):
-    """``forward_loop`` as one autograd node: (loop, controller_base (T, B, G), interface_base
-    (T, B, I), recurrent weight (G, K), interface weight (I, C), hidden, cell, reads, *memory state)
-    -> (hiddens, reads of every step, last hidden, cell, reads, *memory state)."""
+    """``forward_loop`` as one autograd node: (loop, access, controller_base (T, B, G),
+    interface_base (T, B, I), recurrent weight (G, K), interface weight (I, C), hidden, cell, reads,
+    *memory state) -> (hiddens, reads of every step, last hidden, cell, reads, *memory state)."""
 
     @staticmethod
-    def forward(ctx, loop: _Loop, controller_base, interface_base, recurrent_weight, interface_weight, hidden, cell,
-                reads, *state):
+    def forward(ctx, loop: _Loop, access: FusedAccess, controller_base, interface_base, recurrent_weight,
+                interface_weight, hidden, cell, reads, *state):
         outputs, steps = forward_loop(loop, controller_base, interface_base, recurrent_weight, interface_weight,
-                                      hidden, cell, reads, state, keep=True)
-        ctx.loop, ctx.layout = loop, [(len(c), len(a)) for _, c, a in steps]
+                                      hidden, cell, reads, state, access.after, keep=True)
+        ctx.loop, ctx.backward_after, ctx.layout = loop, access.backward_after, [(len(c), len(a)) for _, c, a in steps]
         ctx.save_for_backward(recurrent_weight, interface_weight, outputs[0],
                               *(t for r, c, a in steps for t in (r, *c, *a)))
-        ctx.mark_non_differentiable(*(outputs[5 + i] for i in loop.access.constant))
+        ctx.mark_non_differentiable(*(outputs[5 + i] for i in loop.constant))
         if not loop.lstm:
             outputs = (*outputs[:3], outputs[3].clone(), *outputs[4:])  # the unchanged cell, as a new tensor
         return outputs
@@ -125,27 +162,22 @@ class FusedRun(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_hiddens, grad_read_log, grad_hidden, grad_cell, grad_reads, *grad_state):
-        loop = ctx.loop
         recurrent_weight, interface_weight, hiddens, *flat = ctx.saved_tensors
         steps = _unflatten(flat, ctx.layout)
-        read_size = grad_reads.shape[-1]
+        step = _steps(ctx.loop)[1]
         grad_pre, grad_interface = [None] * len(steps), [None] * len(steps)
         for t in reversed(range(len(steps))):
-            _, controller_saved, access_saved = steps[t]
-            grad_interface[t], grad_state = loop.access.backward(access_saved, grad_state, grad_reads + grad_read_log[t])
-            grad_hidden = grad_hidden + grad_hiddens[t] + grad_interface[t] @ interface_weight
-            grad_pre[t], grad_cell = _controller_backward(loop, controller_saved, grad_hidden, grad_cell)
-            grad_recurrent_in = grad_pre[t] @ recurrent_weight  # dL/d[r_{t−1}, h_{t−1}]
-            grad_reads = grad_recurrent_in[:, :read_size]
-            grad_hidden = grad_recurrent_in[:, read_size:] if loop.lstm else torch.zeros_like(grad_hidden)
+            grad_interface[t], grad_pre[t], grad_state, grad_reads, grad_hidden, grad_cell = step(
+                steps[t], grad_state, grad_reads, grad_read_log[t], grad_hidden, grad_hiddens[t], grad_cell,
+                recurrent_weight, interface_weight, ctx.backward_after)
         grad_controller_base, grad_interface_base = torch.stack(grad_pre), torch.stack(grad_interface)  # (T, B, ·)
         grad_recurrent_weight = grad_interface_weight = None
-        if ctx.needs_input_grad[3]:  # one (G, T·B) x (T·B, K) product instead of T small ones
+        if ctx.needs_input_grad[4]:  # one (G, T·B) x (T·B, K) product instead of T small ones
             recurrent_ins = torch.stack([recurrent_in for recurrent_in, _, _ in steps])
             grad_recurrent_weight = grad_controller_base.flatten(0, 1).t() @ recurrent_ins.flatten(0, 1)
-        if ctx.needs_input_grad[4]:
+        if ctx.needs_input_grad[5]:
             grad_interface_weight = grad_interface_base.flatten(0, 1).t() @ hiddens.flatten(0, 1)
-        return (None, grad_controller_base, grad_interface_base, grad_recurrent_weight, grad_interface_weight,
+        return (None, None, grad_controller_base, grad_interface_base, grad_recurrent_weight, grad_interface_weight,
                 grad_hidden, grad_cell, grad_reads, *grad_state)
 
 
@@ -165,10 +197,10 @@ def fused_run(access: FusedAccess, lstm: bool, compiled: bool, controller_base: 
               hidden: torch.Tensor, cell: torch.Tensor, reads: torch.Tensor, state: State):
     """The time loop (``forward_loop``), as one autograd node while gradients are recorded and as
     a plain loop that keeps nothing otherwise."""
-    loop = _Loop(access, lstm, compiled)
+    loop = _Loop.of(access, lstm, compiled)
     if torch.is_grad_enabled():
-        return FusedRun.apply(loop, controller_base, interface_base, recurrent_weight, interface_weight, hidden,
-                              cell, reads, *state)
+        return FusedRun.apply(loop, access, controller_base, interface_base, recurrent_weight, interface_weight,
+                              hidden, cell, reads, *state)
     outputs, _ = forward_loop(loop, controller_base, interface_base, recurrent_weight, interface_weight, hidden,
-                              cell, reads, state, keep=False)
+                              cell, reads, state, access.after, keep=False)
     return outputs

@@ -133,9 +133,9 @@ class MANN(MemoryLearner):
         run ``access`` under autograd (None)."""
         if (self.read_memory, self.least_used) != ("written", "shared"):
             return None
-        return FusedAccess.of(lru_forward, lru_backward, self.compiled_steps,
-                              after=(self.usage_decay, self.add_vector == "separate", self.key_strength == "learned"),
-                              backward_after=(self.usage_decay,), constant=(3,))  # the least-used marks
+        return FusedAccess(lru_forward, lru_backward,
+                           after=(self.usage_decay, self.add_vector == "separate", self.key_strength == "learned"),
+                           backward_after=(self.usage_decay,), constant=(3,))  # the least-used marks
 
 
 class MANNWithAddVector(MANN):

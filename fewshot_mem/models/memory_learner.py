@@ -36,8 +36,9 @@ class MemoryLearner(SequenceLearner):
         self.compiled_steps = False  # see compile_steps
 
     def compile_steps(self, enabled: bool = True) -> "MemoryLearner":
-        """Runs the per-step pieces of ``run`` (the controller cell and the memory access)
-        compiled by torch.compile: fewer, fused operations per time step, after a compile of
+        """Runs ``run``'s time steps compiled by torch.compile (with a hand-derived access, each
+        step's controller and access whole, forward and backward; else the controller cell and the
+        access): fewer, fused operations per time step, after a compile of
         tens of seconds per process (cached on disk by inductor). The function stays the same."""
         self.compiled_steps = enabled
         return self

@@ -97,4 +97,4 @@ class NTM(MemoryLearner):
 
     def fused_access(self) -> FusedAccess:
         """``access`` with a hand-derived backward (``fused_steps.ntm_forward``, ``ntm_backward``)."""
-        return FusedAccess.of(ntm_forward, ntm_backward, self.compiled_steps)
+        return FusedAccess(ntm_forward, ntm_backward)
