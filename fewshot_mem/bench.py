@@ -213,7 +213,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--eval-only", action="store_true", help="evaluate existing checkpoints, train nothing")
     parser.add_argument("--resume", action="store_true", help="continue interrupted training runs")
     parser.add_argument("--compile-steps", action="store_true",
-                        help="train the memory models with their per-step pieces compiled by torch.compile "
+                        help="train the memory models with each time step compiled by torch.compile "
                              "(about 1.2-1.7x faster on CPU after a compile of tens of seconds, cached on disk); "
                              "evaluation stays eager, so the tables depend on the weights alone. Recorded in the "
                              "run's log and results")
