@@ -82,9 +82,9 @@ def test_batched_product_compiled_is_the_batched_product():
 
 @pytest.mark.parametrize("name", [n for n in sequence_models() if hasattr(resolve(n), "fused_access")])
 def test_a_models_compiled_steps_are_made_once_per_process(name):
-    """``fused_run`` compiles a time step once per loop (``_steps`` is cached on ``_Loop``): the
-    loops of two calls of ``fused_access`` are equal, or every training step would compile anew."""
-    from fewshot_mem.models.fused_run import _Loop, _steps
+    """``fused_run`` compiles a time step once per loop (``_plain_steps`` is cached on ``_Loop``):
+    the loops of two calls of ``fused_access`` are equal, or every training step would compile anew."""
+    from fewshot_mem.models.fused_run import _Loop, _plain_steps
 
     learner = resolve(name)(TASK, **HYPERPARAMETERS.get(name, resolve(name).test_hyperparameters))
     accesses = [learner.fused_access() for _ in range(2)]
@@ -92,4 +92,4 @@ def test_a_models_compiled_steps_are_made_once_per_process(name):
         pytest.skip(f"{name}'s access has no hand-derived backward")
     loops = [_Loop.of(access, lstm=True, compiled=False) for access in accesses]
     assert loops[0] == loops[1] and hash(loops[0]) == hash(loops[1])
-    assert _steps(loops[0]) is _steps(loops[1])
+    assert _plain_steps(loops[0]) is _plain_steps(loops[1])

@@ -19,7 +19,8 @@ from typing import Callable
 
 import torch
 
-from .fused_steps import compiled, lstm_backward, lstm_forward
+from . import fused_steps
+from .fused_steps import lstm_backward, lstm_forward
 
 State = tuple[torch.Tensor, ...]
 
@@ -111,16 +112,25 @@ def _backward_step(loop: _Loop, saved: tuple, grad_state: State, grad_reads: tor
 
 
 @functools.cache
-def _steps(loop: _Loop) -> tuple[Callable, Callable]:
-    """The loop's forward and backward time steps, each compiled whole (one call a step) if the
-    loop is compiled, once per loop and process."""
+def _plain_steps(loop: _Loop) -> tuple[Callable, Callable]:
+    """The loop's forward and backward time steps as functions of tensors alone, made once per
+    loop and process (so that each is compiled once)."""
     def forward(*arguments):
         return _forward_step(loop, *arguments)
 
     def backward(*arguments):
         return _backward_step(loop, *arguments)
 
-    return (compiled(forward), compiled(backward)) if loop.compiled else (forward, backward)
+    return forward, backward
+
+
+def _steps(loop: _Loop) -> tuple[Callable, Callable]:
+    """The loop's forward and backward time steps, each compiled whole (one call a step) if the
+    loop is compiled (``fused_steps.compiled``: once per function and process)."""
+    forward, backward = _plain_steps(loop)
+    if not loop.compiled:
+        return forward, backward
+    return fused_steps.compiled(forward), fused_steps.compiled(backward)
 
 
 def forward_loop(loop: _Loop, controller_base: torch.Tensor, interface_base: torch.Tensor,
