@@ -215,9 +215,11 @@ def learning_curves(comparison: Comparison, entries: list[dict]) -> dict[str, li
 
 def forgetting_table(comparison: Comparison, entries: list[dict]) -> str | None:
     """Accuracy by lag of the comparison's entries that store one (``forgetting.online-lag``), one
-    row per entry; None where none does. The papers report no such figures."""
+    row per entry, named by its setting too where the comparison spans suites (entries share
+    names across suites); None where none does. The papers report no such figures."""
     rows = [(row, entry) for row in comparison.rows for entry in _matching(entries, row)]
-    results = [{**entry["result"], "model": f"{model_label(row.model)}: `{entry['entry']}`"} for row, entry in rows]
+    results = [{**entry["result"], "model": f"{', '.join([model_label(row.model), *_settings(comparison, row)])}: "
+                                           f"`{entry['entry']}`"} for row, entry in rows]
     header, body = lag_rows(results)
     if not body:
         return None

@@ -138,3 +138,14 @@ def test_the_forgetting_table_holds_the_entries_that_stored_a_lag_table():
     assert "| MANN (LRUA): `mann-paper` | 90.0 ± 1.0 | 80.0 ± 2.0 |" in table
     assert "lstm-quick" not in table
     assert papers.forgetting_table(papers.COMPARISONS[0], entries[1:]) is None  # nothing to show, no table
+
+
+def test_forgetting_rows_name_their_suite_where_a_comparison_spans_several():
+    lag = {"online-lag": {"estimates": {"lag_1": {"mean": 0.9, "ci95": 0.01}}}}
+    table2 = next(c for c in papers.COMPARISONS if len({r.suite for r in c.rows}) > 1)
+    ntm_rows = [r for r in table2.rows if r.model == "ntm"]
+    entries = [_entry("ntm-paper", "ntm", row.suite, ONLINE, forgetting=lag) for row in ntm_rows]
+    lines = [line for line in papers.forgetting_table(table2, entries).splitlines() if "`ntm-paper`" in line]
+    assert len(lines) == len(ntm_rows) > 1
+    for row, line in zip(ntm_rows, lines):
+        assert line.startswith(f"| MANN (NTM addressing), `{row.suite}`, {get_suite(row.suite).online_steps} steps: ")
