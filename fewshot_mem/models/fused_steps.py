@@ -225,8 +225,11 @@ def ntm_backward(keys, strength, strength_slope, gate, shift, erase, add, sharpn
 
 @functools.cache
 def compiled(function: Callable) -> Callable:
-    """``function`` compiled by torch.compile (inductor), once per process."""
-    return torch.compile(function)
+    """``function`` compiled by torch.compile (inductor), once per process, with inductor's C++
+    wrapper: the compiled code's own calls (allocating the outputs, launching each fused kernel with
+    its dozens of pointers) run in C++ instead of Python, which at Santoro's size is a tenth of a
+    DNC time step. The kernels, and so the results, are the Python wrapper's."""
+    return torch.compile(function, options={"cpp_wrapper": True})
 
 
 def compiler_problem() -> str | None:
