@@ -177,6 +177,12 @@ def _settings(comparison: Comparison, row: PaperRow, markdown: bool = True) -> l
     return [f"{suite_id}, {suite.online_steps} steps"]
 
 
+def _row_label(comparison: Comparison, row: PaperRow, markdown: bool = True) -> str:
+    """The model's label, with its setting where the comparison spans suites: entries share names
+    across suites, so a plot's line or a forgetting row is named by both."""
+    return ", ".join([model_label(row.model), *_settings(comparison, row, markdown)])
+
+
 def comparison_rows(comparison: Comparison, entries: list[dict]) -> list[list[str]]:
     rows = []
     for row in comparison.rows:
@@ -207,9 +213,8 @@ def learning_curves(comparison: Comparison, entries: list[dict]) -> dict[str, li
             # The axis is logarithmic: a validation before any training (0 episodes: kNN on pixels) has no place on it.
             points = [(r["episodes"], r[key]) for r in entry["result"].get("learning_curve", [])
                       if key in r and r["episodes"] > 0]
-            if points:  # entries share names across suites, so a line is named by its setting too
-                label = ", ".join([model_label(row.model), *_settings(comparison, row, markdown=False)])
-                curves[f"{label}: {entry['entry']}"] = points
+            if points:
+                curves[f"{_row_label(comparison, row, markdown=False)}: {entry['entry']}"] = points
     return curves
 
 
@@ -218,8 +223,7 @@ def forgetting_table(comparison: Comparison, entries: list[dict]) -> str | None:
     row per entry, named by its setting too where the comparison spans suites (entries share
     names across suites); None where none does. The papers report no such figures."""
     rows = [(row, entry) for row in comparison.rows for entry in _matching(entries, row)]
-    results = [{**entry["result"], "model": f"{', '.join([model_label(row.model), *_settings(comparison, row)])}: "
-                                           f"`{entry['entry']}`"} for row, entry in rows]
+    results = [{**entry["result"], "model": f"{_row_label(comparison, row)}: `{entry['entry']}`"} for row, entry in rows]
     header, body = lag_rows(results)
     if not body:
         return None
