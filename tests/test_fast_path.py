@@ -93,3 +93,26 @@ def test_a_models_compiled_steps_are_made_once_per_process(name):
     loops = [_Loop.of(access, lstm=True, compiled=False) for access in accesses]
     assert loops[0] == loops[1] and hash(loops[0]) == hash(loops[1])
     assert _plain_steps(loops[0]) is _plain_steps(loops[1])
+
+
+@pytest.mark.slow
+def test_two_models_compiled_in_one_process_keep_their_compiled_steps_apart():
+    """Each loop's time steps have a code object of their own, so torch.compile keeps each model's
+    compiled steps apart: a second model compiled in the process neither adds to the first one's
+    list nor checks its guards (they had shared one list, and the second model trained a third slower)."""
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+
+    from fewshot_mem.models.fused_run import _Loop, _plain_steps
+
+    learners = [resolve(name)(TASK, **TINY).compile_steps() for name in ("mann", "ntm")]
+    steps = [_plain_steps(_Loop.of(learner.fused_access(), lstm=True, compiled=True)) for learner in learners]
+    codes = {function.__code__ for pair in steps for function in pair}
+    assert len(codes) == 4
+    torch.manual_seed(0)
+    for learner in learners:  # one training step each: compiles its forward and backward step
+        fast_path_check.check_run_matches_steps(learner)
+    for pair in steps:
+        for function in pair:
+            entries = _debug_get_cache_entry_list(function.__code__)
+            assert entries, f"{function.__name__} was never compiled"
+            assert all(entry.code is not None for entry in entries)

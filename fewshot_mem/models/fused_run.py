@@ -14,6 +14,8 @@ and every gradient with the step loop in float64.
 from __future__ import annotations
 
 import functools
+import itertools
+import types
 from dataclasses import dataclass
 from typing import Callable
 
@@ -111,17 +113,30 @@ def _backward_step(loop: _Loop, saved: tuple, grad_state: State, grad_reads: tor
     return grad_interface, grad_pre, tuple(grad_state), grad_recurrent_in[:, :read_size], grad_hidden, grad_cell
 
 
+_loop_numbers = itertools.count()
+
+
+def _with_own_code(function: Callable, name: str) -> Callable:
+    """``function`` with a code object of its own. torch.compile keeps its compiled versions on
+    the code object, and closures made by one ``def`` share theirs: every loop's time step would
+    then join one list of compiled versions, each call checking the guards of those before its
+    own (in one process the second model trained compiled ran a third slower: README Speed)."""
+    code = function.__code__.replace(co_name=name, co_qualname=name)
+    return types.FunctionType(code, function.__globals__, name, function.__defaults__, function.__closure__)
+
+
 @functools.cache
 def _plain_steps(loop: _Loop) -> tuple[Callable, Callable]:
     """The loop's forward and backward time steps as functions of tensors alone, made once per
-    loop and process (so that each is compiled once)."""
+    loop and process (so that each is compiled once), each with a code object of its own."""
     def forward(*arguments):
         return _forward_step(loop, *arguments)
 
     def backward(*arguments):
         return _backward_step(loop, *arguments)
 
-    return forward, backward
+    number = next(_loop_numbers)
+    return _with_own_code(forward, f"forward_step_{number}"), _with_own_code(backward, f"backward_step_{number}")
 
 
 def _steps(loop: _Loop) -> tuple[Callable, Callable]:
