@@ -14,7 +14,6 @@ and every gradient with the step loop in float64.
 from __future__ import annotations
 
 import functools
-import itertools
 import types
 from dataclasses import dataclass
 from typing import Callable
@@ -113,9 +112,6 @@ def _backward_step(loop: _Loop, saved: tuple, grad_state: State, grad_reads: tor
     return grad_interface, grad_pre, tuple(grad_state), grad_recurrent_in[:, :read_size], grad_hidden, grad_cell
 
 
-_loop_numbers = itertools.count()
-
-
 def _with_own_code(function: Callable, name: str) -> Callable:
     """``function`` with a code object of its own. torch.compile keeps its compiled versions on
     the code object, and closures made by one ``def`` share theirs: every loop's time step would
@@ -135,8 +131,9 @@ def _plain_steps(loop: _Loop) -> tuple[Callable, Callable]:
     def backward(*arguments):
         return _backward_step(loop, *arguments)
 
-    number = next(_loop_numbers)
-    return _with_own_code(forward, f"forward_step_{number}"), _with_own_code(backward, f"backward_step_{number}")
+    # Named after the access (e.g. lru_forward_step) so that profiles and compile logs say whose step it is.
+    return (_with_own_code(forward, f"{loop.forward_body.__name__}_step"),
+            _with_own_code(backward, f"{loop.backward_body.__name__}_step"))
 
 
 def _steps(loop: _Loop) -> tuple[Callable, Callable]:
