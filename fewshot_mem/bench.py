@@ -38,7 +38,8 @@ from .models.learner import Learner
 from .models.registry import BUILTIN_MODELS, available_models, create, default_models, resolve
 from .recipes import BUDGETS
 from .reference import Reference, board_entries, default_board_root, evaluate_reference, expected_seconds, references
-from .report import budget_text, duration, hardware_text, plot_instance_accuracy, plot_lag_accuracy, render
+from .report import (budget_text, duration, hardware_text, plot_instance_accuracy, plot_lag_accuracy, render,
+                     training_time)
 from .results import CUSTOM_BUDGET, build_result, episodic_key, result_path, run_label, training_log, write_result
 from .suites import Suite, all_suites, get_suite, load_pools
 from .train import fit, is_complete
@@ -126,7 +127,8 @@ def run_model(model: str, suite: Suite, pools: dict[str, ClassPool], fingerprint
         hyperparameters=model_recipe.hyperparameters, training=model_recipe.config,
         training_protocol=model_recipe.protocol, budget=budget_label(args), seed=args.seed, overrides=args.overrides,
         trained_steps=previous.get("step"), best_step=best.get("step"),
-        train_seconds=previous.get("train_seconds", train_seconds if summary else None), eval_seconds=eval_seconds,
+        train_seconds=previous.get("train_seconds", train_seconds if summary else None),
+        train_cpu_seconds=previous.get("train_cpu_seconds"), eval_seconds=eval_seconds,
         device=args.device, checkpoint=str(run_dir / "best.pt"), tables=tables, forgetting=forgetting,
         **distributed.from_main(training_log, run_dir / "metrics.jsonl"))
 
@@ -361,7 +363,7 @@ def _plan_line(model: str, reference: Reference | None, suite: Suite, args: argp
     if reference is not None:
         result = reference.result
         return (f"reference weights {reference.name} ({budget_text(result)}, trained "
-                f"{duration(result.get('train_seconds'))} on {hardware_text(result['hardware'])})")
+                f"{training_time(result)} on {hardware_text(result['hardware'])})")
     config = model_recipe_of(model, suite, args).config
     planned = budget_text({"budget": config.budget, "training": asdict(config)})
     if args.eval_only:

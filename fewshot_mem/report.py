@@ -91,6 +91,14 @@ def duration(seconds: float | None) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
+def training_time(result: dict) -> str:
+    """A result's wall-clock training time, and beside it the training process's CPU time where the
+    result records one ("3.6 h (3.4 h CPU)"): the wall clock also counts the time a run stood paused
+    or shared its core."""
+    wall, cpu = duration(result.get("train_seconds")), result.get("train_cpu_seconds")
+    return wall if cpu is None or wall == "–" else f"{wall} ({duration(cpu)} CPU)"
+
+
 def hardware_text(hardware: dict) -> str:
     """Where a result was computed: the GPU, else the CPU model (or architecture) and threads."""
     threads = hardware["cpu_threads"] * hardware.get("processes", 1)

@@ -116,12 +116,13 @@ def build_result(*, suite_id: str, fingerprint: str, model: str, model_class: st
                  train_seconds: float | None = None, checkpoint: str | None = None,
                  learning_curve: list[dict] | None = None, overrides: dict | None = None,
                  forgetting: dict | None = None, compiled_from_step: int | None = None,
-                 training_sessions: list[dict] | None = None) -> dict:
+                 training_sessions: list[dict] | None = None, train_cpu_seconds: float | None = None) -> dict:
     """The results record of ``model`` on a suite. ``training`` is the bench's recipe
     (None for a model trained elsewhere); ``overrides`` the ``--set`` changes to its recipe;
     ``forgetting`` the accuracy-by-lag table ("online-lag"), kept beside the suite's tables;
     ``compiled_from_step`` the first logged step trained with compiled steps (``--compile-steps``);
-    ``training_sessions`` the commit each training session ran (``git_commit`` is the evaluating code's)."""
+    ``training_sessions`` the commit each training session ran (``git_commit`` is the evaluating code's);
+    ``train_cpu_seconds`` the training process's CPU time (None where a run began before it was kept)."""
     result = {
         "format": RESULT_FORMAT, "fewshot_mem_version": __version__, "suite": suite_id,
         "fingerprint": fingerprint, "model": model, "model_class": model_class,
@@ -138,6 +139,8 @@ def build_result(*, suite_id: str, fingerprint: str, model: str, model_class: st
         result["overrides"] = overrides
     if compiled_from_step is not None:
         result["training_compiled_from_step"] = compiled_from_step
+    if train_cpu_seconds is not None:
+        result["train_cpu_seconds"] = train_cpu_seconds
     if training_sessions:
         result["training_sessions"] = training_sessions
     return result

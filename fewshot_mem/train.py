@@ -251,12 +251,14 @@ def _train(learner: Learner, sample: Callable[[np.ndarray], object],
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     optimizer = build_optimizer(learner, config)
     start_step, best_step, best_score, seconds_before = 0, 0, -math.inf, 0.0
+    cpu_seconds_before: float | None = 0.0
     state = distributed.from_main(_resume_state, last_path) if resume else None  # rank 0 reads, all resume
     if state is not None:
         learner.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_step, best_step, best_score = state["step"], state["best_step"], state["best_score"]
         seconds_before = state.get("train_seconds", 0.0)
+        cpu_seconds_before = state.get("train_cpu_seconds")  # unknown for runs begun before it was kept
         distributed.from_main(_drop_records_after, run_dir / "metrics.jsonl", start_step)
     elif main and (run_dir / "metrics.jsonl").exists():
         (run_dir / "metrics.jsonl").unlink()  # a fresh run starts a fresh log
@@ -273,12 +275,17 @@ def _train(learner: Learner, sample: Callable[[np.ndarray], object],
         saved_step = step
         _save_from_main({"model": learner.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                          "best_step": best_step, "best_score": best_score, "config": asdict(config),
-                         "train_seconds": elapsed()}, last_path)
+                         "train_seconds": elapsed(), "train_cpu_seconds": cpu_elapsed()}, last_path)
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
 
     def elapsed() -> float:  # wall-clock training time over every session of the run so far
         return seconds_before + time.perf_counter() - started
+
+    def cpu_elapsed() -> float | None:
+        # This process's CPU time over every session (rank 0's under torchrun): unlike the wall
+        # clock, it does not count the time a run stood paused or waited for a busy core.
+        return None if cpu_seconds_before is None else cpu_seconds_before + time.process_time() - cpu_started
 
     def validate_and_keep_best(step: int) -> None:
         nonlocal best_step, best_score

@@ -89,6 +89,13 @@ def test_training_budget_of_a_result_without_a_training_record():
     assert training_budget({"budget": "quick"}) == "–"  # the schema does not require the record
 
 
+def test_training_time_shows_cpu_time_beside_the_wall_clock_where_recorded():
+    wall_only = {"train_seconds": 13_000.0}
+    assert training_time(wall_only) == "3.6 h"
+    assert training_time({**wall_only, "train_cpu_seconds": 11_000.0}) == "3.6 h (3.1 h CPU)"
+    assert training_time({"train_seconds": None, "train_cpu_seconds": 5.0}) == "–"
+
+
 def test_entries_show_cost_and_the_summary_only_verified_entries(board, omniglot_root, plugin):
     assert leaderboard(board, omniglot_root, "render") == 0
     readme = (board / "README.md").read_text()

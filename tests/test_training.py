@@ -196,3 +196,24 @@ def test_mann_learns_on_real_omniglot_above_chance(omniglot, tmp_path):
     trained = evaluate_online(learner, test, 300).estimates["instance_2"]
     assert trained.mean - trained.ci95 > untrained.mean + untrained.ci95, (untrained, trained)
     assert is_complete(tmp_path, config)
+
+
+def test_cpu_time_adds_up_over_sessions_and_is_unknown_for_a_run_begun_without_it(tmp_path):
+    """``last.pt`` keeps the training process's CPU time beside the wall clock, summed over
+    sessions; a run whose checkpoint predates it gets None, never a part passed off as the whole."""
+    sampler = LabelOffsetSampler(synthetic_pool(classes=10, instances=6), ways=3, instances_per_class=4)
+    torch.manual_seed(0)
+    learner = create("mann", TaskSpec(3, image_shape=SMALL_IMAGE), **SMALL["mann"])
+
+    def train(episodes: int) -> dict:
+        config = TrainConfig("smoke", episodes=episodes, batch_size=4, validate_every=1000, validation_episodes=4)
+        fit(learner, sampler.batch, lambda m: 0.0, config, tmp_path, resume=True, progress=False)
+        return load_checkpoint(tmp_path / "last.pt")
+
+    first = train(8)
+    assert first["train_cpu_seconds"] > 0
+    second = train(16)
+    assert second["step"] > first["step"] and second["train_cpu_seconds"] > first["train_cpu_seconds"]
+    del second["train_cpu_seconds"]  # as a run begun before CPU time was kept wrote it
+    torch.save(second, tmp_path / "last.pt")
+    assert train(24)["train_cpu_seconds"] is None

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..citation import BIBTEX
 from ..models.registry import model_label
-from ..report import budget_text, duration, hardware_text
+from ..report import budget_text, hardware_text, training_time
 from ..suites import Suite
 
 # Santoro et al.'s two tables first (the headline), then the few-shot suites, then mini-ImageNet:
@@ -109,10 +109,6 @@ def training_budget(result: dict) -> str:
     if not isinstance(training, dict) or not {"episodes", "batch_size"} <= set(training):
         return "–"
     return budget_text(result)
-
-
-def training_time(result: dict) -> str:
-    return duration(result.get("train_seconds"))
 
 
 def hardware(result: dict) -> str:
