@@ -17,7 +17,7 @@ import torch
 from .errors import CheckpointError
 from .paths import write_atomically
 
-# What a resumable ``last.pt`` holds (``train_seconds`` is optional: older runs lack it).
+# What a resumable ``last.pt`` holds (``train_seconds`` and ``train_cpu_seconds`` are optional: older runs lack them).
 LAST_KEYS = ("model", "optimizer", "step", "best_step", "best_score", "config")
 RERUN_ADVICE = ("Delete it and rerun without --resume to train this run again from the start "
                 "(or put back a copy of the file if you keep one).")
