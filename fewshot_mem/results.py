@@ -122,7 +122,8 @@ def build_result(*, suite_id: str, fingerprint: str, model: str, model_class: st
     ``forgetting`` the accuracy-by-lag table ("online-lag"), kept beside the suite's tables;
     ``compiled_from_step`` the first logged step trained with compiled steps (``--compile-steps``);
     ``training_sessions`` the commit each training session ran (``git_commit`` is the evaluating code's);
-    ``train_cpu_seconds`` the training process's CPU time (None where a run began before it was kept)."""
+    ``train_cpu_seconds`` the training processes' CPU time, summed over sessions and ranks (None where a
+    run began before it was kept)."""
     result = {
         "format": RESULT_FORMAT, "fewshot_mem_version": __version__, "suite": suite_id,
         "fingerprint": fingerprint, "model": model, "model_class": model_class,

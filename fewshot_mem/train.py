@@ -63,6 +63,40 @@ class TrainSummary:
     resumed_from: int
 
 
+class TrainingClock:
+    """A run's training time over every session: wall clock, and CPU time.
+
+    Resumed from ``last.pt``'s ``train_seconds`` and ``train_cpu_seconds``. The CPU time is
+    that of every training process (all ranks under torchrun): unlike the wall clock, it does
+    not count the time a run stood paused or waited for a busy core. It is None for a run
+    begun before it was kept, whose earlier sessions' CPU time is unknown.
+    """
+
+    def __init__(self, wall_before: float = 0.0, cpu_before: float | None = 0.0) -> None:
+        self._wall_before, self._cpu_before = wall_before, cpu_before
+        self._wall_started, self._cpu_started = time.perf_counter(), time.process_time()
+
+    @classmethod
+    def resumed_from(cls, state: dict | None) -> "TrainingClock":
+        if state is None:
+            return cls()
+        return cls(state.get("train_seconds", 0.0), state.get("train_cpu_seconds"))
+
+    def session_seconds(self) -> float:
+        """Wall-clock seconds since this session began."""
+        return time.perf_counter() - self._wall_started
+
+    def wall_seconds(self) -> float:
+        return self._wall_before + self.session_seconds()
+
+    def cpu_seconds(self) -> float | None:
+        """Summed over ranks, so under torchrun every rank calls it at the same step."""
+        if self._cpu_before is None:
+            return None
+        session = distributed.all_sum(torch.tensor(time.process_time() - self._cpu_started, dtype=torch.float64))
+        return self._cpu_before + float(session)
+
+
 def _save_from_main(payload: dict, path: Path) -> None:
     if distributed.is_main():  # every rank holds the same weights: one writes them
         save_checkpoint(payload, path)
@@ -250,15 +284,13 @@ def _train(learner: Learner, sample: Callable[[np.ndarray], object],
         run_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     optimizer = build_optimizer(learner, config)
-    start_step, best_step, best_score, seconds_before = 0, 0, -math.inf, 0.0
-    cpu_seconds_before: float | None = 0.0
+    start_step, best_step, best_score = 0, 0, -math.inf
     state = distributed.from_main(_resume_state, last_path) if resume else None  # rank 0 reads, all resume
+    clock = TrainingClock.resumed_from(state)
     if state is not None:
         learner.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_step, best_step, best_score = state["step"], state["best_step"], state["best_score"]
-        seconds_before = state.get("train_seconds", 0.0)
-        cpu_seconds_before = state.get("train_cpu_seconds")  # unknown for runs begun before it was kept
         distributed.from_main(_drop_records_after, run_dir / "metrics.jsonl", start_step)
     elif main and (run_dir / "metrics.jsonl").exists():
         (run_dir / "metrics.jsonl").unlink()  # a fresh run starts a fresh log
@@ -275,17 +307,7 @@ def _train(learner: Learner, sample: Callable[[np.ndarray], object],
         saved_step = step
         _save_from_main({"model": learner.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                          "best_step": best_step, "best_score": best_score, "config": asdict(config),
-                         "train_seconds": elapsed(), "train_cpu_seconds": cpu_elapsed()}, last_path)
-
-    started, cpu_started = time.perf_counter(), time.process_time()
-
-    def elapsed() -> float:  # wall-clock training time over every session of the run so far
-        return seconds_before + time.perf_counter() - started
-
-    def cpu_elapsed() -> float | None:
-        # This process's CPU time over every session (rank 0's under torchrun): unlike the wall
-        # clock, it does not count the time a run stood paused or waited for a busy core.
-        return None if cpu_seconds_before is None else cpu_seconds_before + time.process_time() - cpu_started
+                         "train_seconds": clock.wall_seconds(), "train_cpu_seconds": clock.cpu_seconds()}, last_path)
 
     def validate_and_keep_best(step: int) -> None:
         nonlocal best_step, best_score
@@ -293,7 +315,7 @@ def _train(learner: Learner, sample: Callable[[np.ndarray], object],
         validation = validate(learner)
         figures = validation if isinstance(validation, dict) else {"score": validation}
         score = figures["score"]
-        log.write({"step": step, "episodes": step * config.batch_size, "seconds": round(elapsed(), 1),
+        log.write({"step": step, "episodes": step * config.batch_size, "seconds": round(clock.wall_seconds(), 1),
                    "validation_score": score,
                    **{f"validation_{name}": value for name, value in figures.items() if name != "score"}})
         if score > best_score:
@@ -346,7 +368,7 @@ def _train(learner: Learner, sample: Callable[[np.ndarray], object],
         bar.close()
         log.close()
     return TrainSummary(steps=config.steps, episodes=config.steps * config.batch_size,
-                        seconds=time.perf_counter() - started, best_step=best_step, best_score=best_score,
+                        seconds=clock.session_seconds(), best_step=best_step, best_score=best_score,
                         resumed_from=start_step)
 
 

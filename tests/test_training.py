@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from fewshot_mem import distributed
 from fewshot_mem.checkpoints import load_checkpoint
 from fewshot_mem.data.episodes import EpisodeSampler, LabelOffsetSampler
 from fewshot_mem.evaluate import evaluate_episodic, evaluate_online
@@ -22,7 +23,7 @@ from fewshot_mem.models.contract import SMALL_IMAGE, synthetic_pool
 from fewshot_mem.models.learner import TaskSpec
 from fewshot_mem.models.registry import create
 from fewshot_mem.results import git_commit, training_log
-from fewshot_mem.train import TrainConfig, TrainingDiverged, fit, is_complete
+from fewshot_mem.train import TrainConfig, TrainingClock, TrainingDiverged, fit, is_complete
 
 SMALL = {"mann": dict(controller_size=16, memory_slots=8, memory_width=4, read_heads=2),
          "ntm": dict(controller_size=16, memory_slots=8, memory_width=4, read_heads=2),
@@ -217,3 +218,18 @@ def test_cpu_time_adds_up_over_sessions_and_is_unknown_for_a_run_begun_without_i
     del second["train_cpu_seconds"]  # as a run begun before CPU time was kept wrote it
     torch.save(second, tmp_path / "last.pt")
     assert train(24)["train_cpu_seconds"] is None
+
+
+def test_cpu_time_is_summed_over_ranks_and_sessions(monkeypatch):
+    """Under torchrun each rank spends its own CPU time: the clock adds every rank's (through
+    ``distributed.all_sum``) to the earlier sessions', so two processes are not counted as one."""
+    now = [100.0]
+    monkeypatch.setattr(time, "process_time", lambda: now[0])
+    ranks = 2
+    monkeypatch.setattr(distributed, "all_sum", lambda tensor: tensor * ranks)  # two ranks, equally busy
+    clock = TrainingClock.resumed_from({"train_seconds": 50.0, "train_cpu_seconds": 40.0})
+    now[0] += 3.0
+    assert clock.cpu_seconds() == 40.0 + ranks * 3.0
+    assert clock.wall_seconds() >= 50.0
+    assert TrainingClock.resumed_from({"train_seconds": 50.0}).cpu_seconds() is None
+    assert TrainingClock.resumed_from(None).wall_seconds() < 50.0
