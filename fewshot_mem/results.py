@@ -22,6 +22,7 @@ from typing import Any, Mapping
 import torch
 
 from . import __version__, distributed
+from .metrics_log import read_metrics
 from .paths import write_atomically
 from .recipes import TrainConfig
 
@@ -177,10 +178,6 @@ def training_log(metrics: Path) -> dict:
     (``--compile-steps``) or None, since a run resumed with and without it says so from that step
     on; and ``training_sessions``, the step each session started from and its code's commit
     (empty for logs written before sessions were logged)."""
-    # Imported here alone, so that the record's vocabulary (keys, format) ties the suites and the
-    # evaluator, which use it, to no training loop.
-    from .train import read_metrics
-
     records = read_metrics(metrics)
     return {"learning_curve": [r for r in records if "validation_score" in r],
             "compiled_from_step": next((r["step"] for r in records if r.get("compiled_steps")), None),

@@ -25,14 +25,12 @@ state dict, never DDP's wrapper, so they load in one process as they are.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -42,9 +40,10 @@ from tqdm.auto import tqdm
 from . import distributed
 from .checkpoints import LAST_KEYS, load_checkpoint, save_checkpoint
 from .data.episodes import correct_predictions
-from .errors import CheckpointError, FewshotMemError, RunFileError
+from .errors import CheckpointError, FewshotMemError
+from .metrics_log import MetricsLog, drop_records_after
 from .models.learner import Learner, batch_targets, predictions
-from .paths import locked, write_atomically
+from .paths import locked
 from .recipes import TrainConfig
 from .results import git_commit
 
@@ -180,75 +179,6 @@ def _learning_rate(config: TrainConfig, step: int) -> float:
     return config.learning_rate * 0.5 ** ((step * config.batch_size) // config.halve_learning_rate_every)
 
 
-class MetricsLog:
-    """Appends JSON lines locally, and to wandb when asked (offline unless configured)."""
-
-    def __init__(self, path: Path, use_wandb: bool = False, run_config: dict | None = None,
-                 enabled: bool = True) -> None:
-        self.path = path
-        self.enabled = enabled  # off on all ranks but rank 0
-        self.wandb = None
-        if use_wandb and enabled:
-            import wandb
-
-            os.environ.setdefault("WANDB_MODE", "offline")
-            self.wandb = wandb.init(project="fewshot-mem", dir=str(path.parent), config=run_config or {},
-                                    reinit=True)
-
-    def write(self, record: dict) -> None:
-        if not self.enabled:
-            return
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
-        if self.wandb is not None:
-            self.wandb.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=record["step"])
-
-    def close(self) -> None:
-        if self.wandb is not None:
-            self.wandb.finish()
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """The records of a run's ``metrics.jsonl``, in order (none if there is no file).
-
-    A last line without its newline that does not parse was cut off by a killed writer: it is
-    skipped (its step is redone on resume). Anything else that does not parse is damage.
-
-    Raises:
-        RunFileError: naming the file and line, and how to recover.
-    """
-    try:
-        lines = path.read_text().split("\n")
-    except FileNotFoundError:
-        return []
-    except (OSError, UnicodeDecodeError) as error:
-        raise RunFileError(f"the metrics log {path} cannot be read ({error}). Delete it, or move it aside, "
-                           "and rerun (the learning curve then starts afresh).") from error
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict) or not isinstance(record.get("step"), int):
-                raise ValueError("not a record with a step")
-        except ValueError as error:
-            if number == len(lines):  # the last line, with no newline after it: a torn write
-                break
-            raise RunFileError(f"{path}, line {number}, is not a metrics record ({error}). Delete that line "
-                               "(its record is then missing from the learning curve) and rerun.") from error
-        records.append(record)
-    return records
-
-
-def _drop_records_after(log: Path, step: int) -> None:
-    """Resuming redoes the steps after the checkpoint; their records from the killed session go
-    (and a line the killed writer tore), so the log (and the learning curve) has each step once."""
-    if log.exists():
-        kept = "".join(json.dumps(record) + "\n" for record in read_metrics(log) if record["step"] <= step)
-        write_atomically(kept.encode(), log)
-
-
 def fit(learner: Learner, sample: Callable[[np.ndarray], object],
         validate: Callable[[Learner], float | dict[str, float]],
         config: TrainConfig, run_dir: Path, *, seed: int = 0, resume: bool = False, progress: bool = True,
@@ -279,97 +209,118 @@ def _train(learner: Learner, sample: Callable[[np.ndarray], object],
            validate: Callable[[Learner], float | dict[str, float]], config: TrainConfig, run_dir: Path, *,
            resume: bool, progress: bool, device: str | torch.device, use_wandb: bool, run_config: dict | None
            ) -> TrainSummary:
-    main = distributed.is_main()
-    if main:
+    if distributed.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
-    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
-    optimizer = build_optimizer(learner, config)
-    start_step, best_step, best_score = 0, 0, -math.inf
-    state = distributed.from_main(_resume_state, last_path) if resume else None  # rank 0 reads, all resume
-    clock = TrainingClock.resumed_from(state)
-    if state is not None:
-        learner.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_step, best_step, best_score = state["step"], state["best_step"], state["best_score"]
-        distributed.from_main(_drop_records_after, run_dir / "metrics.jsonl", start_step)
-    elif main and (run_dir / "metrics.jsonl").exists():
-        (run_dir / "metrics.jsonl").unlink()  # a fresh run starts a fresh log
-    learner.to(device)
-    model = distributed.data_parallel(LossAndLogits(learner), device)  # DDP averages gradients over ranks
-    log = MetricsLog(run_dir / "metrics.jsonl", use_wandb, {**(run_config or {}), **asdict(config)}, enabled=main)
-    # A resumed run may continue under newer code: the log says which commit trained which steps.
-    log.write({"step": start_step, "session": {"git_commit": git_commit(), "processes": distributed.world_size()}})
-
-    saved_step = start_step
-
-    def checkpoint(step: int) -> None:
-        nonlocal saved_step
-        saved_step = step
-        _save_from_main({"model": learner.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                         "best_step": best_step, "best_score": best_score, "config": asdict(config),
-                         "train_seconds": clock.wall_seconds(), "train_cpu_seconds": clock.cpu_seconds()}, last_path)
-
-    def validate_and_keep_best(step: int) -> None:
-        nonlocal best_step, best_score
-        distributed.broadcast_buffers(learner)  # score the weights rank 0 would save
-        validation = validate(learner)
-        figures = validation if isinstance(validation, dict) else {"score": validation}
-        score = figures["score"]
-        log.write({"step": step, "episodes": step * config.batch_size, "seconds": round(clock.wall_seconds(), 1),
-                   "validation_score": score,
-                   **{f"validation_{name}": value for name, value in figures.items() if name != "score"}})
-        if score > best_score:
-            best_step, best_score = step, score
-            _save_from_main({"model": learner.state_dict(), "step": step, "score": score}, best_path)
-
-    if config.steps == 0 and start_step == 0:  # nothing to train (kNN on raw pixels): the weights as built
-        validate_and_keep_best(0)
-        checkpoint(0)
-    bar = tqdm(total=config.steps, initial=start_step, unit="step", desc="training", disable=not (progress and main))
-    window_start, window_episodes = time.perf_counter(), 0
+    session = _Session(learner, config, run_dir, resume=resume, device=device,
+                       log_config={**(run_config or {}), **asdict(config)}, use_wandb=use_wandb)
+    if config.steps == 0 and session.start_step == 0:  # nothing to train (kNN on raw pixels): the weights as built
+        session.validate_and_keep_best(0, validate)
+        session.checkpoint(0)
+    bar = tqdm(total=config.steps, initial=session.start_step, unit="step", desc="training",
+               disable=not (progress and distributed.is_main()))
     try:
-        for step in range(start_step + 1, config.steps + 1):
-            for group in optimizer.param_groups:
-                group["lr"] = _learning_rate(config, step - 1)
-            model.train()
-            ids = np.arange((step - 1) * config.batch_size, step * config.batch_size)
-            own, weight = distributed.shard_batch(ids)
-            batch = sample(own).to(device)
-            loss, logits = model(batch)
-            loss = loss * weight  # exact in one process (weight 1); see distributed.shard_batch
-            # The whole batch's mean loss, on every rank: all stop together if it is not finite.
-            loss_value = float(distributed.all_sum(loss.detach())) / distributed.world_size()
-            if not math.isfinite(loss_value):
-                kept = f"the last good checkpoint, {last_path} (step {saved_step}), is kept" if saved_step \
-                    else "no checkpoint had been written yet"
-                raise TrainingDiverged(f"the loss became {loss_value} at step {step}; "
-                                       f"training stopped and {kept}.")
-            optimizer.zero_grad(set_to_none=True)
-            (loss * loss_scale(config, batch)).backward()
-            clip_gradients(learner.parameters(), config.gradient_clip, config.gradient_clip_mode)
-            optimizer.step()
-            window_episodes += len(ids)
+        for step in range(session.start_step + 1, config.steps + 1):
+            session.train_step(step, sample)
             if step % config.log_every == 0 or step == config.steps:
-                accuracy = _batch_accuracy(logits, batch)
-                rate = window_episodes / max(time.perf_counter() - window_start, 1e-9)
-                window_start, window_episodes = time.perf_counter(), 0
-                compiled = {"compiled_steps": True} if getattr(learner, "compiled_steps", False) else {}
-                log.write({"step": step, "episodes": step * config.batch_size, "loss": loss_value,
-                           **accuracy, "episodes_per_second": rate, **compiled})
-                shown = {"chars": f"{accuracy['character_accuracy']:.3f}"} if "character_accuracy" in accuracy else {}
-                bar.set_postfix(loss=f"{loss_value:.3f}", acc=f"{accuracy['accuracy']:.3f}", **shown,
-                                eps=f"{rate:.0f}/s")
+                bar.set_postfix(**session.log_step(step))
             if step % config.validate_every == 0 or step == config.steps:
-                validate_and_keep_best(step)
+                session.validate_and_keep_best(step, validate)
             if step % config.checkpoint_every == 0 or step == config.steps:
-                checkpoint(step)
+                session.checkpoint(step)
             bar.update(1)
     finally:
         bar.close()
-        log.close()
+        session.log.close()
     return TrainSummary(steps=config.steps, episodes=config.steps * config.batch_size,
-                        seconds=clock.session_seconds(), best_step=best_step, best_score=best_score,
-                        resumed_from=start_step)
+                        seconds=session.clock.session_seconds(), best_step=session.best_step,
+                        best_score=session.best_score, resumed_from=session.start_step)
+
+
+class _Session:
+    """One session of a training run: the learner and its optimizer, resumed from ``last.pt`` when
+    asked, the run's log and clock, and where the run stands (the best validation so far, the last
+    checkpoint). Under torchrun every rank holds one and calls its methods at the same steps."""
+
+    def __init__(self, learner: Learner, config: TrainConfig, run_dir: Path, *, resume: bool,
+                 device: str | torch.device, log_config: dict, use_wandb: bool) -> None:
+        self.learner, self.config, self.device = learner, config, device
+        self.last_path, self.best_path = run_dir / "last.pt", run_dir / "best.pt"
+        self.optimizer = build_optimizer(learner, config)
+        state = distributed.from_main(_resume_state, self.last_path) if resume else None  # rank 0 reads, all resume
+        self.clock = TrainingClock.resumed_from(state)
+        self.start_step, self.best_step, self.best_score = 0, 0, -math.inf
+        if state is not None:
+            learner.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.start_step, self.best_step, self.best_score = state["step"], state["best_step"], state["best_score"]
+            distributed.from_main(drop_records_after, run_dir / "metrics.jsonl", self.start_step)
+        elif distributed.is_main() and (run_dir / "metrics.jsonl").exists():
+            (run_dir / "metrics.jsonl").unlink()  # a fresh run starts a fresh log
+        self.saved_step = self.start_step
+        learner.to(device)
+        self.model = distributed.data_parallel(LossAndLogits(learner), device)  # DDP averages gradients over ranks
+        self.log = MetricsLog(run_dir / "metrics.jsonl", use_wandb, log_config, enabled=distributed.is_main())
+        # A resumed run may continue under newer code: the log says which commit trained which steps.
+        self.log.write({"step": self.start_step,
+                        "session": {"git_commit": git_commit(), "processes": distributed.world_size()}})
+        self._window_start, self._window_episodes = time.perf_counter(), 0
+        self._loss_value, self._logits, self._batch = math.nan, None, None
+
+    def train_step(self, step: int, sample: Callable[[np.ndarray], object]) -> None:
+        """One optimizer step on step ``step``'s episodes (this rank's share of them)."""
+        config = self.config
+        for group in self.optimizer.param_groups:
+            group["lr"] = _learning_rate(config, step - 1)
+        self.model.train()
+        ids = np.arange((step - 1) * config.batch_size, step * config.batch_size)
+        own, weight = distributed.shard_batch(ids)
+        batch = sample(own).to(self.device)
+        loss, logits = self.model(batch)
+        loss = loss * weight  # exact in one process (weight 1); see distributed.shard_batch
+        # The whole batch's mean loss, on every rank: all stop together if it is not finite.
+        loss_value = float(distributed.all_sum(loss.detach())) / distributed.world_size()
+        if not math.isfinite(loss_value):
+            kept = f"the last good checkpoint, {self.last_path} (step {self.saved_step}), is kept" \
+                if self.saved_step else "no checkpoint had been written yet"
+            raise TrainingDiverged(f"the loss became {loss_value} at step {step}; training stopped and {kept}.")
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss * loss_scale(config, batch)).backward()
+        clip_gradients(self.learner.parameters(), config.gradient_clip, config.gradient_clip_mode)
+        self.optimizer.step()
+        self._window_episodes += len(ids)
+        self._loss_value, self._logits, self._batch = loss_value, logits.detach(), batch
+
+    def log_step(self, step: int) -> dict[str, str]:
+        """Logs the last step's loss and accuracy, and the episodes a second since the last logged
+        step; returns them as the progress bar shows them."""
+        accuracy = _batch_accuracy(self._logits, self._batch)
+        rate = self._window_episodes / max(time.perf_counter() - self._window_start, 1e-9)
+        self._window_start, self._window_episodes = time.perf_counter(), 0
+        compiled = {"compiled_steps": True} if getattr(self.learner, "compiled_steps", False) else {}
+        self.log.write({"step": step, "episodes": step * self.config.batch_size, "loss": self._loss_value,
+                        **accuracy, "episodes_per_second": rate, **compiled})
+        shown = {"chars": f"{accuracy['character_accuracy']:.3f}"} if "character_accuracy" in accuracy else {}
+        return {"loss": f"{self._loss_value:.3f}", "acc": f"{accuracy['accuracy']:.3f}", **shown,
+                "eps": f"{rate:.0f}/s"}
+
+    def validate_and_keep_best(self, step: int, validate: Callable[[Learner], float | dict[str, float]]) -> None:
+        distributed.broadcast_buffers(self.learner)  # score the weights rank 0 would save
+        validation = validate(self.learner)
+        figures = validation if isinstance(validation, dict) else {"score": validation}
+        score = figures["score"]
+        self.log.write({"step": step, "episodes": step * self.config.batch_size,
+                        "seconds": round(self.clock.wall_seconds(), 1), "validation_score": score,
+                        **{f"validation_{name}": value for name, value in figures.items() if name != "score"}})
+        if score > self.best_score:
+            self.best_step, self.best_score = step, score
+            _save_from_main({"model": self.learner.state_dict(), "step": step, "score": score}, self.best_path)
+
+    def checkpoint(self, step: int) -> None:
+        self.saved_step = step
+        _save_from_main({"model": self.learner.state_dict(), "optimizer": self.optimizer.state_dict(),
+                         "step": step, "best_step": self.best_step, "best_score": self.best_score,
+                         "config": asdict(self.config), "train_seconds": self.clock.wall_seconds(),
+                         "train_cpu_seconds": self.clock.cpu_seconds()}, self.last_path)
 
 
 def is_complete(run_dir: Path, config: TrainConfig) -> bool:

@@ -121,7 +121,7 @@ def test_the_folders_made_for_a_write_are_listed_and_taken_back_while_empty(tmp_
 IN_PLACE_ON_PURPOSE = {
     ("paths.py", "write_atomically"): "the writer itself: a private temporary file, renamed over the target",
     ("paths.py", "locked"): "the lock file: its content only names the holder",
-    ("train.py", "write"): "metrics.jsonl is appended to; read_metrics drops a torn last line",
+    ("metrics_log.py", "write"): "metrics.jsonl is appended to; read_metrics drops a torn last line",
     ("data/cache.py", "staged"): "into a private staging folder, renamed into place whole",
     ("leaderboard/submit.py", "write_entry"): "a private file, hard-linked into place (create-exclusive)",
     ("leaderboard/weights.py", "serialized"): "into memory",

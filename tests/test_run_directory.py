@@ -20,7 +20,8 @@ from fewshot_mem.errors import CheckpointError, DirectoryInUseError, FewshotMemE
 from fewshot_mem.models.contract import SMALL_IMAGE, synthetic_pool
 from fewshot_mem.models.learner import TaskSpec
 from fewshot_mem.models.registry import create
-from fewshot_mem.train import TrainConfig, fit, is_complete, read_metrics
+from fewshot_mem.metrics_log import read_metrics
+from fewshot_mem.train import TrainConfig, fit, is_complete
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.usefixtures("one_thread")
