@@ -92,7 +92,7 @@ def duration(seconds: float | None) -> str:
 
 
 def training_time(result: dict) -> str:
-    """A result's wall-clock training time, and beside it the training process's CPU time where the
+    """A result's wall-clock training time, and beside it the training processes' CPU time where the
     result records one ("3.6 h (3.4 h CPU)"): the wall clock also counts the time a run stood paused
     or shared its core."""
     wall, cpu = duration(result.get("train_seconds")), result.get("train_cpu_seconds")

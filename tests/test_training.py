@@ -200,7 +200,7 @@ def test_mann_learns_on_real_omniglot_above_chance(omniglot, tmp_path):
 
 
 def test_cpu_time_adds_up_over_sessions_and_is_unknown_for_a_run_begun_without_it(tmp_path):
-    """``last.pt`` keeps the training process's CPU time beside the wall clock, summed over
+    """``last.pt`` keeps the training processes' CPU time beside the wall clock, summed over
     sessions; a run whose checkpoint predates it gets None, never a part passed off as the whole."""
     sampler = LabelOffsetSampler(synthetic_pool(classes=10, instances=6), ways=3, instances_per_class=4)
     torch.manual_seed(0)
