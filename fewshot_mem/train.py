@@ -220,9 +220,9 @@ def _train(learner: Learner, sample: Callable[[np.ndarray], object],
                disable=not (progress and distributed.is_main()))
     try:
         for step in range(session.start_step + 1, config.steps + 1):
-            session.train_step(step, sample)
+            loss_value, logits, batch = session.train_step(step, sample)
             if step % config.log_every == 0 or step == config.steps:
-                bar.set_postfix(**session.log_step(step))
+                bar.set_postfix(**session.log_step(step, loss_value, logits, batch))
             if step % config.validate_every == 0 or step == config.steps:
                 session.validate_and_keep_best(step, validate)
             if step % config.checkpoint_every == 0 or step == config.steps:
@@ -264,10 +264,10 @@ class _Session:
         self.log.write({"step": self.start_step,
                         "session": {"git_commit": git_commit(), "processes": distributed.world_size()}})
         self._window_start, self._window_episodes = time.perf_counter(), 0
-        self._loss_value, self._logits, self._batch = math.nan, None, None
 
-    def train_step(self, step: int, sample: Callable[[np.ndarray], object]) -> None:
-        """One optimizer step on step ``step``'s episodes (this rank's share of them)."""
+    def train_step(self, step: int, sample: Callable[[np.ndarray], object]) -> tuple[float, torch.Tensor, object]:
+        """One optimizer step on step ``step``'s episodes (this rank's share of them): the whole
+        batch's mean loss, and this rank's logits and batch."""
         config = self.config
         for group in self.optimizer.param_groups:
             group["lr"] = _learning_rate(config, step - 1)
@@ -288,19 +288,19 @@ class _Session:
         clip_gradients(self.learner.parameters(), config.gradient_clip, config.gradient_clip_mode)
         self.optimizer.step()
         self._window_episodes += len(ids)
-        self._loss_value, self._logits, self._batch = loss_value, logits.detach(), batch
+        return loss_value, logits, batch
 
-    def log_step(self, step: int) -> dict[str, str]:
-        """Logs the last step's loss and accuracy, and the episodes a second since the last logged
-        step; returns them as the progress bar shows them."""
-        accuracy = _batch_accuracy(self._logits, self._batch)
+    def log_step(self, step: int, loss_value: float, logits: torch.Tensor, batch) -> dict[str, str]:
+        """Logs a step's loss and accuracy, and the episodes a second since the last logged step;
+        returns them as the progress bar shows them."""
+        accuracy = _batch_accuracy(logits, batch)
         rate = self._window_episodes / max(time.perf_counter() - self._window_start, 1e-9)
         self._window_start, self._window_episodes = time.perf_counter(), 0
         compiled = {"compiled_steps": True} if getattr(self.learner, "compiled_steps", False) else {}
-        self.log.write({"step": step, "episodes": step * self.config.batch_size, "loss": self._loss_value,
+        self.log.write({"step": step, "episodes": step * self.config.batch_size, "loss": loss_value,
                         **accuracy, "episodes_per_second": rate, **compiled})
         shown = {"chars": f"{accuracy['character_accuracy']:.3f}"} if "character_accuracy" in accuracy else {}
-        return {"loss": f"{self._loss_value:.3f}", "acc": f"{accuracy['accuracy']:.3f}", **shown,
+        return {"loss": f"{loss_value:.3f}", "acc": f"{accuracy['accuracy']:.3f}", **shown,
                 "eps": f"{rate:.0f}/s"}
 
     def validate_and_keep_best(self, step: int, validate: Callable[[Learner], float | dict[str, float]]) -> None:

@@ -22,7 +22,8 @@ from PIL import Image
 
 from fewshot_mem.evaluate import Estimate
 from fewshot_mem.leaderboard import read_json
-from fewshot_mem.leaderboard.context import board_position, hardware, training_budget, training_time
+from fewshot_mem.leaderboard.context import board_position, hardware, training_budget
+from fewshot_mem.report import training_time
 from fewshot_mem.leaderboard.validate import results_digest
 
 COMMITTED = REPO / "leaderboard"

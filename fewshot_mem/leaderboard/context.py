@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..citation import BIBTEX
 from ..models.registry import model_label
-from ..report import budget_text, hardware_text, training_time
+from ..report import budget_text, hardware_text
 from ..suites import Suite
 
 # Santoro et al.'s two tables first (the headline), then the few-shot suites, then mini-ImageNet:

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..models.registry import model_label
-from ..report import ordinal, plot_instance_accuracy
+from ..report import ordinal, plot_instance_accuracy, training_time
 from ..suites import Suite, get_suite
 from .context import (PaperFigures, board_position, citations, description, hardware, paper_figures,
-                      training_budget, training_time)
+                      training_budget)
 from .schema import LeaderboardError
 from .validate import entry_files, is_verified, read_json, suite_facts, validate_board
 
