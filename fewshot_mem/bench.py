@@ -38,7 +38,7 @@ from .models.learner import Learner
 from .models.registry import BUILTIN_MODELS, available_models, create, default_models, resolve
 from .recipes import BUDGETS
 from .reference import Reference, board_entries, default_board_root, evaluate_reference, expected_seconds, references
-from .report import (budget_text, duration, hardware_text, plot_instance_accuracy, plot_lag_accuracy, render,
+from .report import (budget_text, duration, plot_instance_accuracy, plot_lag_accuracy, render, training_hardware,
                      training_time)
 from .results import CUSTOM_BUDGET, build_result, episodic_key, result_path, run_label, training_log, write_result
 from .suites import Suite, all_suites, get_suite, load_pools
@@ -363,7 +363,7 @@ def _plan_line(model: str, reference: Reference | None, suite: Suite, args: argp
     if reference is not None:
         result = reference.result
         return (f"reference weights {reference.name} ({budget_text(result)}, trained "
-                f"{training_time(result)} on {hardware_text(result['hardware'])})")
+                f"{training_time(result)} on {training_hardware(result)})")
     config = model_recipe_of(model, suite, args).config
     planned = budget_text({"budget": config.budget, "training": asdict(config)})
     if args.eval_only:

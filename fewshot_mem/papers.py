@@ -21,7 +21,7 @@ from .evaluate import INSTANCE_POSITIONS
 from .leaderboard import DEFAULT_ROOT, entry_files, read_json
 from .models.registry import model_label
 from .paths import write_atomically
-from .report import (budget_text, hardware_text, lag_rows, markdown_table, ordinal, plot_learning_curves,
+from .report import (budget_text, lag_rows, markdown_table, ordinal, plot_learning_curves, training_hardware,
                      training_time)
 from .results import ONLINE_TABLE, episodic_key, format_estimate, instance_key, trained_episodes
 from .suites import get_suite
@@ -161,7 +161,7 @@ def _our_row(entry: dict, row: PaperRow) -> list[str]:
     cells = []
     for table, estimate in statistics(row.suite, row.protocol):
         cells.append(format_estimate(result["tables"][table]["estimates"][estimate]))
-    return cells + [_budget_cell(result), training_time(result), hardware_text(result["hardware"]),
+    return cells + [_budget_cell(result), training_time(result), training_hardware(result),
                     command(result)]
 
 

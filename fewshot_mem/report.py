@@ -99,11 +99,20 @@ def training_time(result: dict) -> str:
     return wall if cpu is None or wall == "–" else f"{wall} ({duration(cpu)} CPU)"
 
 
-def hardware_text(hardware: dict) -> str:
-    """Where a result was computed: the GPU, else the CPU model (or architecture) and threads."""
-    threads = hardware["cpu_threads"] * hardware.get("processes", 1)
+def training_hardware(result: dict) -> str:
+    """Where a result's weights were trained: the GPU, else the CPU model (or architecture) and the
+    threads, over all ranks, of its training sessions ("AMD EPYC, 1–2 threads" for a run resumed on two
+    processes). A result without sessions (older logs, weights trained elsewhere) gives the threads of
+    the session that scored it; a session logged before its threads were says only its processes, and
+    counts the scoring session's threads for each."""
+    hardware = result["hardware"]
+    sessions = result.get("training_sessions") or [hardware]
+    threads = [session.get("cpu_threads", hardware["cpu_threads"]) * session.get("processes", 1)
+               for session in sessions]
+    fewest, most = min(threads), max(threads)
+    counted = f"{fewest}" if fewest == most else f"{fewest}–{most}"
     cpu = hardware.get("cpu_model") or f"{hardware['processor']} CPU"
-    return hardware.get("gpu") or f"{cpu}, {threads} thread{'s' * (threads != 1)}"
+    return hardware.get("gpu") or f"{cpu}, {counted} thread{'s' * (most != 1)}"
 
 
 def budget_text(result: dict) -> str:

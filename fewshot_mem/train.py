@@ -262,7 +262,8 @@ class _Session:
         self.log = MetricsLog(run_dir / "metrics.jsonl", use_wandb, log_config, enabled=distributed.is_main())
         # A resumed run may continue under newer code: the log says which commit trained which steps.
         self.log.write({"step": self.start_step,
-                        "session": {"git_commit": git_commit(), "processes": distributed.world_size()}})
+                        "session": {"git_commit": git_commit(), "processes": distributed.world_size(),
+                                    "cpu_threads": torch.get_num_threads()}})
         self._window_start, self._window_episodes = time.perf_counter(), 0
 
     def train_step(self, step: int, sample: Callable[[np.ndarray], object]) -> tuple[float, torch.Tensor, object]:

@@ -226,7 +226,8 @@ def test_compile_steps_trains_compiled_evaluates_eager_and_says_so(omniglot_root
     trained = [json.loads(line) for line in log.read_text().splitlines() if "loss" in line]
     assert trained and all(record["compiled_steps"] for record in trained)
     assert compiled["training_compiled_from_step"] == trained[0]["step"]
-    assert compiled["training_sessions"] == [{"from_step": 0, "git_commit": compiled["git_commit"], "processes": 1}]
+    assert compiled["training_sessions"] == [{"from_step": 0, "git_commit": compiled["git_commit"], "processes": 1,
+                                              "cpu_threads": torch.get_num_threads()}]
 
 
 def test_an_interrupt_exits_130_and_says_how_to_continue(omniglot_root, tmp_path, monkeypatch, capsys):

@@ -23,7 +23,7 @@ from PIL import Image
 from fewshot_mem.evaluate import Estimate
 from fewshot_mem.leaderboard import read_json
 from fewshot_mem.leaderboard.context import board_position, hardware, training_budget
-from fewshot_mem.report import training_time
+from fewshot_mem.report import training_hardware, training_time
 from fewshot_mem.leaderboard.validate import results_digest
 
 COMMITTED = REPO / "leaderboard"
@@ -95,6 +95,19 @@ def test_training_time_shows_cpu_time_beside_the_wall_clock_where_recorded():
     assert training_time(wall_only) == "3.6 h"
     assert training_time({**wall_only, "train_cpu_seconds": 11_000.0}) == "3.6 h (3.1 h CPU)"
     assert training_time({"train_seconds": None, "train_cpu_seconds": 5.0}) == "–"
+
+
+def test_hardware_counts_the_threads_of_every_training_session():
+    scored_on = {"processor": "x86_64", "cpu_model": "AMD EPYC", "cpu_threads": 1, "processes": 1}
+    assert training_hardware({"hardware": scored_on}) == "AMD EPYC, 1 thread"
+    assert training_hardware({"hardware": {**scored_on, "processes": 4}}) == "AMD EPYC, 4 threads"
+    # Sessions logged before their threads were: the scoring session's threads, times each one's processes.
+    resumed_on_two = [{"from_step": 0, "processes": 1}, {"from_step": 500, "processes": 2}]
+    assert training_hardware({"hardware": scored_on, "training_sessions": resumed_on_two}) == "AMD EPYC, 1–2 threads"
+    logged = [{"from_step": 0, "processes": 2, "cpu_threads": 3}]
+    assert training_hardware({"hardware": scored_on, "training_sessions": logged}) == "AMD EPYC, 6 threads"
+    on_gpu = {"hardware": {**scored_on, "gpu": "NVIDIA H200"}, "training_sessions": logged}
+    assert training_hardware(on_gpu) == "NVIDIA H200"
 
 
 def test_entries_show_cost_and_the_summary_only_verified_entries(board, omniglot_root, plugin):

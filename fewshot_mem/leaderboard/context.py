@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..citation import BIBTEX
 from ..models.registry import model_label
-from ..report import budget_text, hardware_text
+from ..report import budget_text, training_hardware
 from ..suites import Suite
 
 # Santoro et al.'s two tables first (the headline), then the few-shot suites, then mini-ImageNet:
@@ -112,7 +112,7 @@ def training_budget(result: dict) -> str:
 
 
 def hardware(result: dict) -> str:
-    return hardware_text(result["hardware"]) if isinstance(result.get("hardware"), dict) else "–"
+    return training_hardware(result) if isinstance(result.get("hardware"), dict) else "–"
 
 
 def _papers():
