@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 import time
 from dataclasses import asdict
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from . import distributed
+from .bench_args import model_names, parse_args, reference_mode
 from .budgets import parse_overrides, recipe, with_overrides
 from .checkpoints import load_checkpoint
 from .citation import cite, models_in_results
@@ -36,7 +36,6 @@ from .evaluate import evaluate_episodic, evaluate_on_suite, evaluate_online_tabl
 from .models.fused_steps import compiler_problem
 from .models.learner import Learner
 from .models.registry import BUILTIN_MODELS, available_models, create, default_models, resolve
-from .recipes import BUDGETS
 from .reference import Reference, board_entries, default_board_root, evaluate_reference, expected_seconds, references
 from .report import (budget_text, duration, plot_instance_accuracy, plot_lag_accuracy, render, training_hardware,
                      training_time)
@@ -44,7 +43,6 @@ from .results import CUSTOM_BUDGET, build_result, episodic_key, result_path, run
 from .suites import Suite, all_suites, get_suite, load_pools
 from .train import fit, is_complete
 
-PROCESSES_VARIABLE = "FEWSHOT_MEM_PROCESSES"  # the default of --processes
 INTERRUPTED = 130  # the exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it
 MAX_AUTO_PROCESSES = 8  # --processes auto: evaluation shards barely gain past this, and each rank holds the data
 
@@ -166,10 +164,6 @@ def list_everything(data_root) -> None:
         print(f"  {name:<12} {spec}{'' if name in BUILTIN_MODELS else '  (plug-in)'}")
 
 
-def model_names(models: str) -> list[str]:
-    return [m.strip() for m in models.split(",") if m.strip()]
-
-
 def print_citation(args: argparse.Namespace) -> None:
     """BibTeX for --cite: the models asked for, else those with results under --out, else the built-ins."""
     suite = get_suite(args.cite)
@@ -182,73 +176,10 @@ def print_citation(args: argparse.Namespace) -> None:
     print(cite(suite, models, available_fingerprint(suite, args.data_root, download=False)), end="")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m fewshot_mem.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--suite", default="omniglot-5way", help="a suite name or name@version (see --list)")
-    parser.add_argument("--models", default=None,
-                        help="comma-separated registered names or package.module:Class plug-ins "
-                             f"(default: {','.join(default_models())})")
-    parser.add_argument("--budget", default=None, choices=BUDGETS,
-                        help="train at this budget instead of evaluating the reference weights. smoke: seconds; "
-                             "quick: minutes; paper: the papers' schedules, in their optimizer steps (the sequence "
-                             "models: 100,000 steps of 16 episodes; hours)")
-    parser.add_argument("--train", action="store_true",
-                        help="train (at --budget, default quick) even where reference weights exist")
-    parser.add_argument("--leaderboard", type=Path, default=None,
-                        help="the board whose reference weights the default run evaluates "
-                             "(default: the repository's leaderboard/)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="change a training setting of the budget's recipe (repeatable): learning_rate=3e-4, "
-                             "steps=500, batch_size=32, train_queries=5, or a model hyper-parameter such as "
-                             "hidden_size=128; recorded in the results as overrides, with budget 'custom'")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-root", default=None, help="default: $FEWSHOT_MEM_DATA or data/")
-    parser.add_argument("--out", default="runs", help="checkpoints and results go here")
-    parser.add_argument("--device", default="cpu",
-                        help="cpu, cuda, cuda:N, or auto (CUDA when present, else CPU); the reference numbers "
-                             "were measured on CPU, where evaluation is bit-identical")
-    parser.add_argument("--processes", default=os.environ.get(PROCESSES_VARIABLE, "auto"), type=_processes,
-                        help="CPU processes, as torchrun would launch them (the tables are one process's, bit for "
-                             "bit). auto (default): one a core, up to 8, where the run only evaluates reference "
-                             "weights on CPU, else 1. A number applies to any run; training then runs DDP, whose "
-                             f"weights differ in the last bits from one process's. Default from ${PROCESSES_VARIABLE}")
-    parser.add_argument("--eval-only", action="store_true", help="evaluate existing checkpoints, train nothing")
-    parser.add_argument("--resume", action="store_true", help="continue interrupted training runs")
-    parser.add_argument("--compile-steps", action="store_true",
-                        help="train the memory models with each time step compiled by torch.compile "
-                             "(about 1.2-1.7x faster on CPU after a compile of tens of seconds, cached on disk); "
-                             "evaluation stays eager, so the tables depend on the weights alone. Recorded in the "
-                             "run's log and results")
-    parser.add_argument("--wandb", action="store_true", help="also log to wandb (offline unless configured)")
-    parser.add_argument("--list", action="store_true", help="list suites (with fingerprints) and models")
-    parser.add_argument("--cite", metavar="SUITE", default=None,
-                        help="print BibTeX for SUITE, its data set and the models (--models, else those with "
-                             "results under --out, else the built-ins), and exit")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--no-download", action="store_true", help="never download missing data")
-    parser.add_argument("--test-episodes", type=int, default=None,
-                        help="evaluate on the first N frozen test episodes only (quick checks; such results "
-                             "do not match the suite's fingerprint and are refused by the leaderboard)")
-    return parser.parse_args(argv)
-
-
 def _interrupted(report: bool) -> int:
     if report:
         print("interrupted: training runs continue from their last checkpoint with --resume", file=sys.stderr)
     return INTERRUPTED
-
-
-def _processes(value: str) -> str | int:
-    if value == "auto":
-        return value
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"{value!r}: write auto or a number of processes (1 or more)")
-    return int(value)
-
-
-def reference_mode(args: argparse.Namespace) -> bool:
-    """Whether the run evaluates the board's reference weights (no --budget, --train, --eval-only, --set)."""
-    return args.budget is None and not (args.train or args.eval_only or args.overrides)
 
 
 def processes_for(args: argparse.Namespace, suite: Suite, models: list[str]) -> int:
@@ -283,48 +214,11 @@ def main(argv: list[str] | None = None, *, report_interrupt: bool = True) -> int
             print_citation(args)
             return 0
         suite = get_suite(args.suite)
-        args.overrides = parse_overrides(args.overrides)
-        models = model_names(args.models) if args.models else default_models()
-        for model in models:
-            resolve(model)  # fail on a bad name before any work
-        if args.compile_steps and (problem := compiler_problem()):
-            raise FewshotMemError(f"--compile-steps: torch.compile does not work here ({problem}); "
-                                  "train without --compile-steps")
+        models = checked_models(args)
         processes = processes_for(args, suite, models)
         if processes > 1:
-            # Here first, so that a download or a first decode happens once and a missing data set
-            # is reported once; the ranks then read the cache.
-            load_pools(suite, args.data_root, progress=not args.quiet, download=not args.no_download)
-            try:
-                return distributed.run_on_local_processes(
-                    _rank_main, (argv, max(1, distributed.available_cores() // processes)), processes)
-            except KeyboardInterrupt:
-                return _interrupted(report_interrupt)
-        args.device = distributed.init(resolve_device(args.device))  # under torchrun: join the group, one GPU a rank
-        args.quiet = args.quiet or not distributed.is_main()  # rank 0 alone shows progress
-        started = time.perf_counter()
-        plan = plan_run(suite, models, args)
-        pools = load_pools(suite, args.data_root, progress=not args.quiet, download=not args.no_download)
-        fingerprint = suite.fingerprint(pools["test"], args.test_episodes)
-        results, differing = [], []
-        for model in models:
-            if plan[model] is not None:
-                result, verification = evaluate_reference(plan[model], args.leaderboard, data_root=args.data_root,
-                                                          device=args.device, progress=not args.quiet)
-                differing += [] if verification.ok else [plan[model].name]
-                label = "reference"
-            else:
-                result, label = run_model(model, suite, pools, fingerprint, args), training_label(args)
-            if distributed.is_main():  # every rank holds the same result: one writes it
-                path = write_result(result, result_path(args.out, suite.id, model, label))
-                print(f"[{model}] results: {path}" + (_reference_verdict(plan[model], verification) if plan[model] else ""))
-            results.append(result)
-        if distributed.is_main():
-            report(results, suite, fingerprint, args, started, "reference" if any(plan.values()) else None)
-            for name in differing:
-                print(f"MISMATCH: {name}'s weights did not give the entry's per-episode results "
-                      f"(python -m fewshot_mem.leaderboard verify {name} shows where)")
-        return 1 if differing else 0
+            return _spread_over_processes(argv, args, suite, processes, report_interrupt)
+        return run_suite(suite, models, args)
     except (FewshotMemError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -332,6 +226,73 @@ def main(argv: list[str] | None = None, *, report_interrupt: bool = True) -> int
         return _interrupted(report_interrupt and distributed.is_main())
     finally:
         distributed.cleanup()
+
+
+def checked_models(args: argparse.Namespace) -> list[str]:
+    """The models to run (``--models``, else the defaults), after the checks that fail on bad input
+    before any work: each model's name, ``--set`` (parsed into ``args.overrides``), and
+    ``--compile-steps`` where torch.compile does not work."""
+    args.overrides = parse_overrides(args.overrides)
+    models = model_names(args.models) if args.models else default_models()
+    for model in models:
+        resolve(model)
+    if args.compile_steps and (problem := compiler_problem()):
+        raise FewshotMemError(f"--compile-steps: torch.compile does not work here ({problem}); "
+                              "train without --compile-steps")
+    return models
+
+
+def _spread_over_processes(argv: list[str], args: argparse.Namespace, suite: Suite, processes: int,
+                           report_interrupt: bool) -> int:
+    """Runs the bench on ``processes`` local ranks, the cores shared out between them."""
+    # Here first, so that a download or a first decode happens once and a missing data set is
+    # reported once; the ranks then read the cache.
+    load_pools(suite, args.data_root, progress=not args.quiet, download=not args.no_download)
+    try:
+        return distributed.run_on_local_processes(
+            _rank_main, (argv, max(1, distributed.available_cores() // processes)), processes)
+    except KeyboardInterrupt:
+        return _interrupted(report_interrupt)
+
+
+def run_suite(suite: Suite, models: list[str], args: argparse.Namespace) -> int:
+    """Runs the models on the suite in this process (one rank under a launcher): each evaluates its
+    reference weights or trains, rank 0 writes the results and prints the report. 1 where reference
+    weights did not give their entry's per-episode results, else 0."""
+    args.device = distributed.init(resolve_device(args.device))  # under torchrun: join the group, one GPU a rank
+    args.quiet = args.quiet or not distributed.is_main()  # rank 0 alone shows progress
+    started = time.perf_counter()
+    plan = plan_run(suite, models, args)
+    pools = load_pools(suite, args.data_root, progress=not args.quiet, download=not args.no_download)
+    fingerprint = suite.fingerprint(pools["test"], args.test_episodes)
+    results, differing = [], []
+    for model in models:
+        result, reproduced = _run_one(model, plan[model], suite, pools, fingerprint, args)
+        results.append(result)
+        differing += [] if reproduced else [plan[model].name]
+    if distributed.is_main():
+        report(results, suite, fingerprint, args, started, "reference" if any(plan.values()) else None)
+        for name in differing:
+            print(f"MISMATCH: {name}'s weights did not give the entry's per-episode results "
+                  f"(python -m fewshot_mem.leaderboard verify {name} shows where)")
+    return 1 if differing else 0
+
+
+def _run_one(model: str, reference: Reference | None, suite: Suite, pools: dict[str, ClassPool], fingerprint: str,
+             args: argparse.Namespace) -> tuple[dict, bool]:
+    """One model's result, written by rank 0, and whether it reproduced its reference entry (True
+    for a model trained here)."""
+    if reference is None:
+        result = run_model(model, suite, pools, fingerprint, args)
+        label, verdict, reproduced = training_label(args), "", True
+    else:
+        result, verification = evaluate_reference(reference, args.leaderboard, data_root=args.data_root,
+                                                  device=args.device, progress=not args.quiet)
+        label, verdict, reproduced = "reference", _reference_verdict(reference, verification), verification.ok
+    if distributed.is_main():  # every rank holds the same result: one writes it
+        path = write_result(result, result_path(args.out, suite.id, model, label))
+        print(f"[{model}] results: {path}{verdict}")
+    return result, reproduced
 
 
 def plan_run(suite: Suite, models: list[str], args: argparse.Namespace) -> dict[str, Reference | None]:
