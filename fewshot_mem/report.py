@@ -100,19 +100,30 @@ def training_time(result: dict) -> str:
 
 
 def training_hardware(result: dict) -> str:
-    """Where a result's weights were trained: the GPU, else the CPU model (or architecture) and the
-    threads, over all ranks, of its training sessions ("AMD EPYC, 1–2 threads" for a run resumed on two
-    processes). A result without sessions (older logs, weights trained elsewhere) gives the threads of
-    the session that scored it; a session logged before its threads were says only its processes, and
-    counts the scoring session's threads for each."""
-    hardware = result["hardware"]
-    sessions = result.get("training_sessions") or [hardware]
-    threads = [session.get("cpu_threads", hardware["cpu_threads"]) * session.get("processes", 1)
-               for session in sessions]
-    fewest, most = min(threads), max(threads)
-    counted = f"{fewest}" if fewest == most else f"{fewest}–{most}"
-    cpu = hardware.get("cpu_model") or f"{hardware['processor']} CPU"
-    return hardware.get("gpu") or f"{cpu}, {counted} thread{'s' * (most != 1)}"
+    """Where a result's weights were trained, over its training sessions: their GPUs ("4 × NVIDIA
+    H200" for four ranks), else the CPU model (or architecture) and the threads of all ranks ("AMD
+    EPYC, 1–2 threads" for a run resumed on two processes). A result without sessions (older logs,
+    weights trained elsewhere) gives the session that scored it, and a session logged before it said
+    its threads and GPU counts the scoring session's."""
+    scored_on = result["hardware"]
+    sessions = [session if "cpu_threads" in session else {**session, "cpu_threads": scored_on["cpu_threads"],
+                                                           "gpu": scored_on.get("gpu")}
+                for session in result.get("training_sessions") or [scored_on]]
+    gpus = sorted({_ranks(session.get("processes", 1), session["gpu"]) for session in sessions if session.get("gpu")})
+    threads = [session["cpu_threads"] * session.get("processes", 1) for session in sessions if not session.get("gpu")]
+    cpu = scored_on.get("cpu_model") or f"{scored_on['processor']} CPU"
+    on_cpu = f"{cpu}, {_count(threads)} thread{'s' * (max(threads, default=1) != 1)}" if threads else ""
+    return " and ".join(filter(None, [", ".join(gpus), on_cpu]))
+
+
+def _ranks(processes: int, gpu: str) -> str:
+    return gpu if processes == 1 else f"{processes} × {gpu}"
+
+
+def _count(numbers: list[int]) -> str:
+    """"2", or the range "1–2" where the numbers differ."""
+    fewest, most = min(numbers), max(numbers)
+    return f"{fewest}" if fewest == most else f"{fewest}–{most}"
 
 
 def budget_text(result: dict) -> str:

@@ -110,6 +110,14 @@ def hardware(device: str) -> dict:
     return info
 
 
+def training_session(device: str) -> dict:
+    """What a training run's log keeps of each session (start or resume), for the results record's
+    ``training_sessions``: the commit of its code, its processes and their threads, and its GPU."""
+    where = hardware(device)
+    session = {"git_commit": git_commit(), "processes": where["processes"], "cpu_threads": where["cpu_threads"]}
+    return session | ({"gpu": where["gpu"]} if "gpu" in where else {})
+
+
 def build_result(*, suite_id: str, fingerprint: str, model: str, model_class: str, hyperparameters: dict,
                  tables: dict[str, dict], budget: str, seed: int, device: str, eval_seconds: float,
                  training: TrainConfig | None = None, training_protocol: str | None = None,

@@ -45,7 +45,7 @@ from .metrics_log import MetricsLog, drop_records_after
 from .models.learner import Learner, batch_targets, predictions
 from .paths import locked
 from .recipes import TrainConfig
-from .results import git_commit
+from .results import training_session
 
 
 class TrainingDiverged(FewshotMemError):
@@ -261,9 +261,7 @@ class _Session:
         self.model = distributed.data_parallel(LossAndLogits(learner), device)  # DDP averages gradients over ranks
         self.log = MetricsLog(run_dir / "metrics.jsonl", use_wandb, log_config, enabled=distributed.is_main())
         # A resumed run may continue under newer code: the log says which commit trained which steps.
-        self.log.write({"step": self.start_step,
-                        "session": {"git_commit": git_commit(), "processes": distributed.world_size(),
-                                    "cpu_threads": torch.get_num_threads()}})
+        self.log.write({"step": self.start_step, "session": training_session(str(device))})
         self._window_start, self._window_episodes = time.perf_counter(), 0
 
     def train_step(self, step: int, sample: Callable[[np.ndarray], object]) -> tuple[float, torch.Tensor, object]:

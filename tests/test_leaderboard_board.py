@@ -106,8 +106,12 @@ def test_hardware_counts_the_threads_of_every_training_session():
     assert training_hardware({"hardware": scored_on, "training_sessions": resumed_on_two}) == "AMD EPYC, 1–2 threads"
     logged = [{"from_step": 0, "processes": 2, "cpu_threads": 3}]
     assert training_hardware({"hardware": scored_on, "training_sessions": logged}) == "AMD EPYC, 6 threads"
-    on_gpu = {"hardware": {**scored_on, "gpu": "NVIDIA H200"}, "training_sessions": logged}
-    assert training_hardware(on_gpu) == "NVIDIA H200"
+    # The GPUs of the sessions that trained, not of the one that scored.
+    scored_on_gpu = {**scored_on, "gpu": "NVIDIA H200"}
+    assert training_hardware({"hardware": scored_on_gpu}) == "NVIDIA H200"
+    assert training_hardware({"hardware": scored_on_gpu, "training_sessions": logged}) == "AMD EPYC, 6 threads"
+    on_four_gpus = [{"from_step": 0, "processes": 4, "cpu_threads": 1, "gpu": "NVIDIA H200"}]
+    assert training_hardware({"hardware": scored_on, "training_sessions": on_four_gpus}) == "4 × NVIDIA H200"
 
 
 def test_entries_show_cost_and_the_summary_only_verified_entries(board, omniglot_root, plugin):
