@@ -103,17 +103,22 @@ def training_hardware(result: dict) -> str:
     """Where a result's weights were trained, over its training sessions: their GPUs ("4 × NVIDIA
     H200" for four ranks), else the CPU model (or architecture) and the threads of all ranks ("AMD
     EPYC, 1–2 threads" for a run resumed on two processes). A result without sessions (older logs,
-    weights trained elsewhere) gives the session that scored it, and a session logged before it said
-    its threads and GPU counts the scoring session's."""
+    weights trained elsewhere) gives the session that scored it."""
     scored_on = result["hardware"]
-    sessions = [session if "cpu_threads" in session else {**session, "cpu_threads": scored_on["cpu_threads"],
-                                                           "gpu": scored_on.get("gpu")}
-                for session in result.get("training_sessions") or [scored_on]]
-    gpus = sorted({_ranks(session.get("processes", 1), session["gpu"]) for session in sessions if session.get("gpu")})
-    threads = [session["cpu_threads"] * session.get("processes", 1) for session in sessions if not session.get("gpu")]
+    sessions = [_as_logged_now(session, scored_on) for session in result.get("training_sessions") or [scored_on]]
+    gpus = sorted({_ranks(session["processes"], session["gpu"]) for session in sessions if session["gpu"]})
+    threads = [session["cpu_threads"] * session["processes"] for session in sessions if not session["gpu"]]
     cpu = scored_on.get("cpu_model") or f"{scored_on['processor']} CPU"
-    on_cpu = f"{cpu}, {_count(threads)} thread{'s' * (max(threads, default=1) != 1)}" if threads else ""
+    on_cpu = f"{cpu}, {_count(threads)} thread{'s' * (max(threads) != 1)}" if threads else ""
     return " and ".join(filter(None, [", ".join(gpus), on_cpu]))
+
+
+def _as_logged_now(session: dict, scored_on: dict) -> dict:
+    """A session record with its processes, threads and GPU; one logged before sessions said their
+    threads and GPU counts the scoring session's."""
+    if "cpu_threads" not in session:
+        session = {**session, "cpu_threads": scored_on["cpu_threads"], "gpu": scored_on.get("gpu")}
+    return {"processes": 1, "gpu": None, **session}
 
 
 def _ranks(processes: int, gpu: str) -> str:
@@ -121,7 +126,7 @@ def _ranks(processes: int, gpu: str) -> str:
 
 
 def _count(numbers: list[int]) -> str:
-    """"2", or the range "1–2" where the numbers differ."""
+    """The one number ("2"), or the range where they differ ("1–2")."""
     fewest, most = min(numbers), max(numbers)
     return f"{fewest}" if fewest == most else f"{fewest}–{most}"
 

@@ -23,8 +23,8 @@ from PIL import Image
 from fewshot_mem.evaluate import Estimate
 from fewshot_mem.leaderboard import read_json
 from fewshot_mem.leaderboard.context import board_position, hardware, training_budget
-from fewshot_mem.report import training_hardware, training_time
 from fewshot_mem.leaderboard.validate import results_digest
+from fewshot_mem.report import training_hardware, training_time
 
 COMMITTED = REPO / "leaderboard"
 HEADLINE = "omniglot-5way@1"  # Santoro et al.'s Table 1
